@@ -1,0 +1,68 @@
+#include "common/auth/authenticator.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace flywheel::auth {
+
+Authenticator::Authenticator(TenancyStore* store, AuthenticatorOptions options)
+    : store_(store), options_(options) {}
+
+absl::StatusOr<Principal> Authenticator::Authenticate(absl::string_view authorization,
+                                                      const Requirement& requirement) {
+  if (authorization.empty()) {
+    return absl::UnauthenticatedError("missing \"authorization: Bearer <api key>\" metadata");
+  }
+  constexpr absl::string_view kBearer = "Bearer ";
+  if (!absl::StartsWithIgnoreCase(authorization, kBearer)) {
+    return absl::UnauthenticatedError("authorization metadata must be \"Bearer <api key>\"");
+  }
+  return AuthenticateKey(authorization.substr(kBearer.size()), requirement);
+}
+
+absl::StatusOr<std::optional<StoredKey>> Authenticator::Lookup(const std::string& key_id) {
+  const absl::Time now = now_();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(key_id);
+    if (it != cache_.end() && it->second.expires > now) return it->second.key;
+  }
+  absl::StatusOr<std::optional<StoredKey>> found = store_->FindKey(key_id);
+  if (!found.ok()) return found.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (cache_.size() >= options_.max_cache_entries) cache_.clear();
+  cache_[key_id] = CacheEntry{
+      *found, now + (found->has_value() ? options_.cache_ttl : options_.negative_ttl)};
+  return found;
+}
+
+absl::StatusOr<Principal> Authenticator::AuthenticateKey(absl::string_view key,
+                                                         const Requirement& requirement) {
+  absl::StatusOr<ParsedKey> parsed = ParseApiKey(key);
+  if (!parsed.ok()) return parsed.status();
+  absl::StatusOr<std::optional<StoredKey>> stored = Lookup(parsed->key_id);
+  if (!stored.ok()) {
+    if (stored.status().code() == absl::StatusCode::kUnavailable) return stored.status();
+    return absl::UnavailableError("key store unavailable");
+  }
+  // One answer for unknown, revoked and wrong-secret keys: no oracle for guessing.
+  if (!stored->has_value() || (*stored)->revoked || (*stored)->kind != parsed->kind ||
+      !ConstantTimeEquals(HashSecret(parsed->secret), (*stored)->secret_sha256)) {
+    return absl::UnauthenticatedError("invalid API key");
+  }
+  const StoredKey& record = **stored;
+  if (record.kind == KeyKind::kPublic) {
+    if (!requirement.allow_public) {
+      return absl::PermissionDeniedError(
+          "public keys may only write signals; use a secret key for this call");
+    }
+  } else if ((record.scopes & requirement.any_of) == 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("API key lacks the required scope (one of: ",
+                     absl::StrJoin(ScopeNames(requirement.any_of), ", "), ")"));
+  }
+  return Principal{record.project_id, record.key_id, record.kind, record.scopes};
+}
+
+}  // namespace flywheel::auth
