@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The whole loop on this machine: installs what is missing, builds, starts a local PostgreSQL with
+# its data under .flywheel/, migrates, starts the four services, checks their health and prints
+# where everything is. Safe to re-run: services are restarted, data is kept.
+# Stop everything with scripts/down.sh.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+state="$root/.flywheel"
+bin="$root/build/bin"
+pg_port=${FLYWHEEL_PG_PORT:-54320}
+mkdir -p "$state/logs" "$state/run"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "1/6 packages"
+bash "$root/scripts/install-deps.sh"
+echo "all present"
+
+step "2/6 build"
+bash "$root/scripts/build.sh" flywheel flywheel-capture flywheel-clustering flywheel-annotation \
+  flywheel-evalset
+
+step "3/6 postgres"
+pg_dir="$state/pg"
+if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$state" 2>/dev/null; then
+  # initdb refuses root and the postgres user cannot reach this checkout (a private parent
+  # directory): keep the data in /var/tmp and link it from .flywheel/pg.
+  real="/var/tmp/flywheel-pg-$(echo "$root" | md5sum | cut -c1-10)"
+  [ -L "$pg_dir" ] || { rm -rf "$pg_dir"; ln -s "$real" "$pg_dir"; }
+  echo "note: user postgres cannot reach $root; data lives in $real (linked from .flywheel/pg)"
+  pg_dir="$real"
+fi
+bash "$root/scripts/pg.sh" start "$pg_dir" "$pg_port" 127.0.0.1
+db_admin="host=127.0.0.1 port=$pg_port user=postgres dbname=postgres"
+database_url="postgresql://postgres@127.0.0.1:$pg_port/flywheel"
+if [ "$(psql -tAq "$db_admin" -c "SELECT 1 FROM pg_database WHERE datname = 'flywheel'")" != 1 ]; then
+  psql -q "$db_admin" -c "CREATE DATABASE flywheel"
+fi
+echo "postgres on 127.0.0.1:$pg_port, data in $pg_dir"
+
+step "4/6 migrations"
+"$bin/flywheel" migrate --database_url "$database_url"
+
+step "5/6 services"
+services=(capture:50051:9461 clustering:50052:9462 annotation:50053:9463 evalset:50054:9464)
+for entry in "${services[@]}"; do
+  IFS=: read -r name port metrics_port <<<"$entry"
+  pid_file="$state/run/$name.pid"
+  if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    kill -TERM "$(cat "$pid_file")"
+    for _ in $(seq 1 100); do kill -0 "$(cat "$pid_file")" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$state/run/$name.ports"
+  FLYWHEEL_DATABASE_URL="$database_url" setsid "$bin/flywheel-$name" \
+    --listen "127.0.0.1:$port" --metrics_listen "127.0.0.1:$metrics_port" \
+    --port_file "$state/run/$name.ports" </dev/null >>"$state/logs/$name.log" 2>&1 &
+  echo $! >"$pid_file"
+done
+for entry in "${services[@]}"; do
+  IFS=: read -r name port metrics_port <<<"$entry"
+  for _ in $(seq 1 300); do
+    [ -f "$state/run/$name.ports" ] && break
+    kill -0 "$(cat "$state/run/$name.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! "$bin/flywheel" health --address "127.0.0.1:$port" >/dev/null 2>&1; then
+    echo "flywheel-$name did not become healthy; last log lines:" >&2
+    tail -n 20 "$state/logs/$name.log" >&2
+    exit 1
+  fi
+done
+
+step "6/6 demo project"
+if ! "$bin/flywheel" admin list-projects --database_url "$database_url" | grep -q '^demo\b'; then
+  "$bin/flywheel" admin create-project --database_url "$database_url" --id demo \
+    --display_name "Demo product" >/dev/null
+  umask 077
+  "$bin/flywheel" admin create-key --database_url "$database_url" --project demo --kind secret \
+    --scopes ingest,read,review,eval,admin --display_name "local demo (all scopes)" --quiet \
+    >"$state/demo-secret.key"
+  "$bin/flywheel" admin create-key --database_url "$database_url" --project demo --kind public \
+    --display_name "local demo browser key" --quiet >"$state/demo-public.key"
+fi
+echo "project demo; keys in .flywheel/demo-secret.key and .flywheel/demo-public.key"
+
+printf '\n%-12s %-18s %-9s %-32s %s\n' SERVICE GRPC HEALTH METRICS LOG
+for entry in "${services[@]}"; do
+  IFS=: read -r name port metrics_port <<<"$entry"
+  health=$("$bin/flywheel" health --address "127.0.0.1:$port" 2>/dev/null | awk '{print $2}')
+  printf '%-12s %-18s %-9s %-32s %s\n' "$name" "127.0.0.1:$port" "${health:-DOWN}" \
+    "http://127.0.0.1:$metrics_port/metrics" ".flywheel/logs/$name.log"
+done
+cat <<TXT
+
+Flywheel is up. Database: $database_url
+Try:  build/bin/flywheel health --address 127.0.0.1:50051
+      psql "$database_url" -c '\dn'
+Stop: bash scripts/down.sh
+(The demo scenario that feeds traffic through the loop joins this command with the end-to-end
+ loop work; today the four services serve health, reflection and metrics.)
+TXT
