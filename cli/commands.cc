@@ -77,6 +77,10 @@ int Migrate(int argc, char** argv) {
   if (auto exit = ParseOrExit(flags, argc, argv)) return *exit;
   if (auto exit = Require("flywheel migrate", "database_url", url)) return *exit;
   Logger logger("migrate", Logger::Level::kWarning);
+  if (!schema.empty()) {
+    absl::StatusOr<db::MigrationSet> known = migrations::ForSchema(schema);
+    if (!known.ok()) return Fail("flywheel migrate", absl::InvalidArgumentError(known.status().message()));
+  }
   for (const db::MigrationSet& set : migrations::All()) {
     if (!schema.empty() && set.schema != schema) continue;
     absl::StatusOr<db::MigrationReport> report = db::ApplyMigrations(url, set, &logger);

@@ -20,7 +20,8 @@ pg_bin() {
 }
 
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From / : initdb and pg_ctl change back to the caller's directory, which postgres may not reach.
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 cmd=${1:-}
@@ -35,6 +36,11 @@ case "$cmd" in
     port=${3:?port}
     listen=${4:-}
     fast=${5:-}
+    owner=$(stat -c %U "$dir")
+    if [ "$owner" != "$(id -un)" ] && [ "$owner" != postgres ]; then
+      echo "pg.sh: $dir belongs to $owner; refusing to use it" >&2
+      exit 1
+    fi
     if [ "$(id -u)" = 0 ]; then
       chown postgres:postgres "$dir"
       if ! runuser -u postgres -- test -w "$dir"; then
@@ -50,7 +56,7 @@ case "$cmd" in
     if as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
       exit 0
     fi
-    opts="-p $port -k $dir -c listen_addresses='$listen' -c max_connections=300"
+    opts="-p $port -k '$dir' -c listen_addresses='$listen' -c max_connections=300"
     if [ "$fast" = "--fast" ]; then
       opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     fi

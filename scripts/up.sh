@@ -26,7 +26,15 @@ if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$state" 2>/dev/null; 
   # initdb refuses root and the postgres user cannot reach this checkout (a private parent
   # directory): keep the data in /var/tmp and link it from .flywheel/pg.
   real="/var/tmp/flywheel-pg-$(echo "$root" | md5sum | cut -c1-10)"
-  [ -L "$pg_dir" ] || { rm -rf "$pg_dir"; ln -s "$real" "$pg_dir"; }
+  if [ ! -L "$pg_dir" ]; then
+    if [ -e "$pg_dir" ] && [ -n "$(ls -A "$pg_dir" 2>/dev/null)" ]; then
+      echo "up.sh: $pg_dir holds data but user postgres can no longer reach it; make the" >&2
+      echo "       checkout's parent directories searchable (chmod o+x) or move the data away" >&2
+      exit 1
+    fi
+    rm -rf "$pg_dir"
+    ln -s "$real" "$pg_dir"
+  fi
   echo "note: user postgres cannot reach $root; data lives in $real (linked from .flywheel/pg)"
   pg_dir="$real"
 fi
@@ -41,15 +49,25 @@ echo "postgres on 127.0.0.1:$pg_port, data in $pg_dir"
 step "4/6 migrations"
 "$bin/flywheel" migrate --database_url "$database_url"
 
+# A pid file is trusted only if it still names one of our binaries (pids are reused).
+ours() { [ -f "$1" ] && [ "$(readlink "/proc/$(cat "$1")/exe" 2>/dev/null)" = "$bin/flywheel-$2" ]; }
+stop_service() {
+  local pid_file="$state/run/$1.pid"
+  ours "$pid_file" "$1" || { rm -f "$pid_file"; return 0; }
+  local pid
+  pid=$(cat "$pid_file")
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$pid_file"
+}
+
 step "5/6 services"
 services=(capture:50051:9461 clustering:50052:9462 annotation:50053:9463 evalset:50054:9464)
 for entry in "${services[@]}"; do
   IFS=: read -r name port metrics_port <<<"$entry"
   pid_file="$state/run/$name.pid"
-  if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
-    kill -TERM "$(cat "$pid_file")"
-    for _ in $(seq 1 100); do kill -0 "$(cat "$pid_file")" 2>/dev/null || break; sleep 0.1; done
-  fi
+  stop_service "$name"
   rm -f "$state/run/$name.ports"
   FLYWHEEL_DATABASE_URL="$database_url" setsid "$bin/flywheel-$name" \
     --listen "127.0.0.1:$port" --metrics_listen "127.0.0.1:$metrics_port" \
@@ -71,9 +89,12 @@ for entry in "${services[@]}"; do
 done
 
 step "6/6 demo project"
-if ! "$bin/flywheel" admin list-projects --database_url "$database_url" | grep -q '^demo\b'; then
+projects=$("$bin/flywheel" admin list-projects --database_url "$database_url")
+if ! awk -F'\t' '$1 == "demo" { found = 1 } END { exit !found }' <<<"$projects"; then
   "$bin/flywheel" admin create-project --database_url "$database_url" --id demo \
     --display_name "Demo product" >/dev/null
+fi
+if [ ! -s "$state/demo-secret.key" ] || [ ! -s "$state/demo-public.key" ]; then
   umask 077
   "$bin/flywheel" admin create-key --database_url "$database_url" --project demo --kind secret \
     --scopes ingest,read,review,eval,admin --display_name "local demo (all scopes)" --quiet \

@@ -132,6 +132,15 @@ TEST_F(AuthTest, SecretKeyWithoutTheScopeIsPermissionDenied) {
   EXPECT_OK(authenticator.Authenticate("Bearer " + ingest_key_, Requirement::SignalWrite()));
 }
 
+TEST_F(AuthTest, AdminScopeImpliesEveryScope) {
+  ASSERT_OK_AND_ASSIGN(CreatedKey admin, admin_.CreateKey("alpha", KeyKind::kSecret,
+                                                          static_cast<ScopeSet>(Scope::kAdmin), ""));
+  Authenticator authenticator(&store_);
+  for (Scope scope : {Scope::kIngest, Scope::kRead, Scope::kReview, Scope::kEval}) {
+    EXPECT_OK(authenticator.Authenticate("Bearer " + admin.plaintext, Requirement::Of(scope)));
+  }
+}
+
 absl::Time fake_now = absl::UnixEpoch();
 absl::Time FakeNow() { return fake_now; }
 

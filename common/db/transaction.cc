@@ -54,13 +54,15 @@ absl::Status RunInTransaction(ConnectionPool& pool, const TxOptions& options, co
   absl::Status last = absl::UnavailableError("no attempt made");
   for (int attempt = 1; attempt <= options.max_attempts; ++attempt) {
     if (stats != nullptr) stats->attempts = attempt;
-    absl::StatusOr<PooledConnection> connection = pool.Acquire();
-    if (!connection.ok()) return connection.status();
-    try {
-      return RunOnce(**connection, options.isolation, body);
-    } catch (const std::exception& e) {
-      if (IsConnectionLoss(e)) connection->MarkBroken();
-      last = StatusFromException(e);
+    {
+      // Scoped so the connection goes back to the pool before the backoff sleep.
+      absl::StatusOr<PooledConnection> connection = pool.Acquire();
+      if (!connection.ok()) return connection.status();
+      try {
+        return RunOnce(**connection, options.isolation, body);
+      } catch (const std::exception& e) {
+        if (IsConnectionLoss(e)) connection->MarkBroken();
+        last = StatusFromException(e);
       const bool retry = IsRetryable(e) && attempt < options.max_attempts;
       if (logger != nullptr) {
         logger->Log(retry ? Logger::Level::kDebug : Logger::Level::kWarning,
@@ -70,7 +72,8 @@ absl::Status RunInTransaction(ConnectionPool& pool, const TxOptions& options, co
                      {"status", last.ToString()},
                      {"retry", retry ? "true" : "false"}});
       }
-      if (!retry) return last;
+        if (!retry) return last;
+      }
     }
     const double factor = 0.5 + std::uniform_real_distribution<double>(0, 1)(jitter);
     std::this_thread::sleep_for(absl::ToChronoNanoseconds(backoff * factor));

@@ -16,6 +16,8 @@ using Labels = std::vector<std::pair<std::string, std::string>>;
 class Counter {
  public:
   void Increment(double amount = 1) { value_.fetch_add(amount, std::memory_order_relaxed); }
+  // Mirrors a total kept elsewhere (e.g. pool statistics copied by a collect hook).
+  void SetTotal(double total) { value_.store(total, std::memory_order_relaxed); }
   double value() const { return value_.load(std::memory_order_relaxed); }
 
  private:

@@ -27,6 +27,9 @@ absl::Status ValidateCommonOptions(const CommonServiceOptions& options) {
   if (options.shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--shutdown_grace: must not be negative");
   }
+  if (options.auth_cache_ttl < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--auth_cache_ttl: must not be negative");
+  }
   Logger::Level level;
   if (!Logger::ParseLevel(options.log_level, &level)) {
     return absl::InvalidArgumentError("--log_level: one of debug, info, warning, error");
@@ -113,8 +116,12 @@ int RunServiceMain(int argc, char** argv, const ServiceSpec& spec) {
         ->Set(stats.in_use);
     registry.GetGauge("flywheel_db_pool_waiting", "Requests waiting for a connection.")
         ->Set(stats.waiting);
-    registry.GetGauge("flywheel_db_pool_timeouts", "Connection waits that timed out (total).")
-        ->Set(static_cast<double>(stats.timeouts_total));
+    registry.GetCounter("flywheel_db_pool_timeouts_total", "Connection waits that timed out.")
+        ->SetTotal(static_cast<double>(stats.timeouts_total));
+    registry.GetCounter("flywheel_db_pool_connect_failures_total", "Failed connection attempts.")
+        ->SetTotal(static_cast<double>(stats.connect_failures_total));
+    registry.GetCounter("flywheel_db_pool_discarded_total", "Broken connections discarded.")
+        ->SetTotal(static_cast<double>(stats.discarded_total));
   });
   auth::PgTenancyStore tenancy(&pool, &logger);
   auth::Authenticator authenticator(&tenancy, auth::AuthenticatorOptions{options.auth_cache_ttl});
@@ -125,8 +132,16 @@ int RunServiceMain(int argc, char** argv, const ServiceSpec& spec) {
     logger.Error("cannot start", {{"status", parts.status().ToString()}});
     return 1;
   }
+  // Workers started by `wire` are stopped on every exit path, before what they use is destroyed.
+  struct StopWorkers {
+    std::vector<std::function<void()>>& hooks;
+    ~StopWorkers() {
+      for (auto it = hooks.rbegin(); it != hooks.rend(); ++it) (*it)();
+    }
+  } stop_workers{parts->on_shutdown};
   ServerRunner runner(ServerOptions{options.listen, options.metrics_listen,
-                                    options.shutdown_grace, 8 << 20, options.port_file},
+                                    options.shutdown_grace, spec.max_message_bytes,
+                                    options.port_file},
                       &logger, &registry);
   for (auto& [service, name] : parts->services) runner.AddService(service.get(), name);
   status = runner.Start();
@@ -137,7 +152,6 @@ int RunServiceMain(int argc, char** argv, const ServiceSpec& spec) {
   const int signal_number = WaitForTerminationSignal();
   logger.Info("signal received", {{"signal", absl::StrCat(signal_number)}});
   runner.Shutdown();
-  for (auto it = parts->on_shutdown.rbegin(); it != parts->on_shutdown.rend(); ++it) (*it)();
   return 0;
 }
 

@@ -52,6 +52,8 @@ struct ServiceSpec {
   std::string name;         // "capture": log name and binary suffix
   std::string schema;       // the schema this service owns and migrates (besides tenancy)
   std::string description;  // --help text
+  // Largest request message accepted (larger ones fail with RESOURCE_EXHAUSTED).
+  int max_message_bytes = 4 << 20;
   // Optional: define service-specific flags and validate them after parsing.
   std::function<void(FlagSet&)> define_flags;
   std::function<absl::Status()> validate;

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   flywheel::ServiceSpec spec;
   spec.name = "evalset";
   spec.schema = "evals";
+  spec.max_message_bytes = 8 << 20;  // documented in evalset.proto
   spec.description = "versioned regression eval sets, runs and comparisons";
   spec.wire = [](flywheel::ServiceEnv& env) -> absl::StatusOr<flywheel::ServiceParts> {
     flywheel::ServiceParts parts;

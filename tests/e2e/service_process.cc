@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -43,6 +45,7 @@ ServiceProcess::~ServiceProcess() {
     int status;
     ::waitpid(pid_, &status, 0);
   }
+  if (!dir_.empty()) std::filesystem::remove_all(dir_);
 }
 
 absl::Status ServiceProcess::Start() {
@@ -61,7 +64,13 @@ absl::Status ServiceProcess::Start() {
   const std::string log = dir_ + "/stderr.log";
   posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  const int rc = ::posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv.data(), environ);
+  // The test decides every setting: drop FLYWHEEL_* variables inherited from the caller.
+  std::vector<char*> env;
+  for (char** var = environ; *var != nullptr; ++var) {
+    if (std::string_view(*var).rfind("FLYWHEEL_", 0) != 0) env.push_back(*var);
+  }
+  env.push_back(nullptr);
+  const int rc = ::posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
     pid_ = -1;
@@ -96,6 +105,7 @@ absl::Status ServiceProcess::WaitServing(absl::Duration timeout) {
 }
 
 absl::StatusOr<int> ServiceProcess::WaitExit(absl::Duration timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("not running");
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     int status;
