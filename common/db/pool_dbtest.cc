@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/db/pg_array.h"
 #include "common/db/pool.h"
 #include "common/db/transaction.h"
 #include "common/status/status_matchers.h"
@@ -194,6 +195,36 @@ TEST_F(PoolTest, KilledConnectionIsReplacedAndTheTransactionRetried) {
     return absl::OkStatus();
   }));
   EXPECT_NE(new_pid, backend_pid);
+}
+
+}  // namespace
+}  // namespace flywheel::db
+
+namespace flywheel::db {
+namespace {
+
+TEST_F(PoolTest, ArrayLiteralsRoundTripAwkwardValues) {
+  ConnectionPool pool({db_->conninfo(), 1, absl::Seconds(5)});
+  const std::vector<std::string> texts = {"plain", "with \"quotes\"", "back\\slash", "NULL", "",
+                                          "comma, {brace}"};
+  const std::vector<std::string> bytes = {std::string("\0\x01\xff", 3), "", "abc"};
+  ASSERT_OK(RunInTransaction(pool, {}, [&](pqxx::transaction_base& tx) {
+    pqxx::result rows = tx.exec_params("SELECT t FROM unnest($1::text[]) WITH ORDINALITY u(t, n) ORDER BY n",
+                                       TextArray(texts));
+    EXPECT_EQ(rows.size(), texts.size());
+    for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(rows[i][0].as<std::string>(), texts[i]);
+    pqxx::result blobs = tx.exec_params(
+        "SELECT length(b), encode(b, 'hex') FROM unnest($1::bytea[]) WITH ORDINALITY u(b, n) ORDER BY n",
+        ByteaArray(bytes));
+    EXPECT_EQ(blobs[0][0].as<int>(), 3);
+    EXPECT_EQ(blobs[0][1].as<std::string>(), "0001ff");
+    EXPECT_EQ(blobs[1][0].as<int>(), 0);
+    EXPECT_EQ(blobs[2][1].as<std::string>(), "616263");
+    pqxx::result sum = tx.exec_params("SELECT sum(x) FROM unnest($1::int8[]) x",
+                                      NumberArray(std::vector<int64_t>{1, -2, 40}));
+    EXPECT_EQ(sum[0][0].as<int64_t>(), 39);
+    return absl::OkStatus();
+  }));
 }
 
 }  // namespace
