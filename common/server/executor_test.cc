@@ -4,6 +4,10 @@
 
 #include <atomic>
 #include <future>
+#include <mutex>
+#include <vector>
+
+#include "absl/time/clock.h"
 
 namespace flywheel {
 namespace {
@@ -31,6 +35,35 @@ TEST(BoundedExecutorTest, RefusesWorkBeyondItsQueueBound) {
   EXPECT_TRUE(executor.TrySubmit([] {}));
   EXPECT_FALSE(executor.TrySubmit([] {}));
   release.set_value();
+}
+
+}  // namespace
+}  // namespace flywheel
+
+#include "common/server/scheduler.h"
+
+namespace flywheel {
+namespace {
+
+TEST(SchedulerTest, RunsCallbacksInDueOrderAfterTheirDelay) {
+  Scheduler scheduler;
+  std::mutex mu;
+  std::vector<int> order;
+  std::promise<void> done;
+  const absl::Time start = absl::Now();
+  scheduler.RunAfter(absl::Milliseconds(60), [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    order.push_back(2);
+    done.set_value();
+  });
+  scheduler.RunAfter(absl::Milliseconds(10), [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    order.push_back(1);
+  });
+  done.get_future().wait();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(60));
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
 }
 
 }  // namespace

@@ -33,10 +33,11 @@ struct CommonServiceOptions {
 
 // What a service's wiring hands to the runner.
 struct ServiceParts {
+  // Run after the server has drained, in reverse order: stop background workers here. Declared
+  // first so that what the hooks own outlives the services.
+  std::vector<std::function<void()>> on_shutdown;
   // (service, fully qualified proto service name), served by one gRPC server.
   std::vector<std::pair<std::unique_ptr<grpc::Service>, std::string>> services;
-  // Run after the server has drained, in reverse order: stop background workers here.
-  std::vector<std::function<void()>> on_shutdown;
 };
 
 // Dependencies shared by every service, built by RunServiceMain and lent to the wiring.

@@ -1,0 +1,844 @@
+#include "services/capture/pg_capture_repository.h"
+
+#include <algorithm>
+#include <map>
+#include <pqxx/pqxx>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/db/pg_array.h"
+#include "common/db/transaction.h"
+#include "services/capture/validation.h"
+
+namespace flywheel::capture {
+namespace {
+
+using db::ByteaArray;
+using db::NumberArray;
+using db::TextArray;
+
+// Timestamps cross the wire as integer microseconds since the epoch (exact, no time zones).
+constexpr char kFromMicros[] = "(timestamptz 'epoch' + (%s) * interval '1 microsecond')";
+std::string FromMicros(const std::string& expression) {
+  std::string out = kFromMicros;
+  out.replace(out.find("%s"), 2, expression);
+  return out;
+}
+std::string Micros(const std::string& column) {
+  return absl::StrCat("(extract(epoch FROM ", column, ") * 1000000)::int8");
+}
+
+int64_t ToMicros(absl::Time time) { return absl::ToUnixMicros(time); }
+absl::Time FromMicrosValue(int64_t micros) { return absl::FromUnixMicros(micros); }
+
+// Advisory lock class for "one labeler per project".
+constexpr int kLabelLockClass = 0x4c41424c;  // "LABL"
+
+std::string Bytes(const pqxx::field& field) { return pqxx::binarystring(field).str(); }
+
+template <typename Message>
+Message Parse(const pqxx::field& field) {
+  Message message;
+  message.ParseFromString(Bytes(field));
+  return message;
+}
+
+// Thumbs and ratings as comparable values for coverage weighting (see the migration).
+std::optional<int> ValueKey(const v1::Signal& signal) {
+  switch (KindOf(signal)) {
+    case v1::SIGNAL_KIND_RATING:
+      return signal.explicit_feedback().rating();
+    case v1::SIGNAL_KIND_THUMBS_UP:
+      return 10;
+    case v1::SIGNAL_KIND_THUMBS_DOWN:
+      return 11;
+    default:
+      return std::nullopt;
+  }
+}
+
+bool IsExplicitKind(int kind) {
+  return kind == v1::SIGNAL_KIND_THUMBS_UP || kind == v1::SIGNAL_KIND_THUMBS_DOWN ||
+         kind == v1::SIGNAL_KIND_RATING || kind == v1::SIGNAL_KIND_COMMENT;
+}
+
+std::string Optional(const std::optional<double>& value) {
+  return value.has_value() ? absl::StrCat(*value) : "";
+}
+std::string OptionalMicros(const std::optional<absl::Time>& value) {
+  return value.has_value() ? absl::StrCat(ToMicros(*value)) : "";
+}
+
+struct Statement {
+  const char* name;
+  std::string sql;
+};
+
+std::vector<Statement> Statements() {
+  const std::string receive = Micros("receive_time");
+  return {
+      {"cap_write_traces",
+       "WITH input AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], "
+       "$6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::bytea[], "
+       "$13::int4[], $14::bytea[]) WITH ORDINALITY AS i(trace_id, session_id, user_id, "
+       "feature_area, model, model_version, prompt_template_id, prompt_version, start_us, end_us, "
+       "sha, redactions, payload, n)), "
+       "ins AS (INSERT INTO capture.traces (project_id, trace_id, session_id, user_id, "
+       "feature_area, model, model_version, prompt_template_id, prompt_version, start_time, "
+       "end_time, content_sha256, redactions, payload) SELECT $1, trace_id, session_id, user_id, "
+       "feature_area, model, model_version, prompt_template_id, prompt_version, " +
+           FromMicros("start_us") + ", " + FromMicros("end_us") +
+           ", sha, redactions, payload FROM input ORDER BY n "
+           "ON CONFLICT (project_id, trace_id) DO NOTHING RETURNING trace_id, receive_time) "
+           "SELECT i.n, ins.trace_id IS NOT NULL, " +
+           Micros("coalesce(ins.receive_time, t.receive_time)") +
+           ", t.content_sha256 = i.sha, t.payload "
+           "FROM input i LEFT JOIN ins ON ins.trace_id = i.trace_id "
+           "LEFT JOIN capture.traces t ON ins.trace_id IS NULL AND t.project_id = $1 "
+           "AND t.trace_id = i.trace_id ORDER BY i.n"},
+      {"cap_existing_traces",
+       "SELECT trace_id, content_sha256, " + receive +
+           ", payload FROM capture.traces WHERE project_id = $1 AND trace_id = ANY($2::text[])"},
+      {"cap_write_signals",
+       "WITH input AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], "
+       "$6::int2[], $7::int2[], $8::int8[], $9::text[], $10::bytea[], $11::int4[], $12::bytea[]) "
+       "WITH ORDINALITY AS i(event_id, trace_id, session_id, user_id, signal_kind, actor, "
+       "occur_us, value_key, sha, redactions, payload, n)), "
+       "ins AS (INSERT INTO capture.signals (project_id, event_id, trace_id, session_id, user_id, "
+       "signal_kind, actor, occur_time, value_key, content_sha256, redactions, payload) "
+       "SELECT $1, event_id, trace_id, session_id, user_id, signal_kind, actor, " +
+           FromMicros("occur_us") +
+           ", NULLIF(value_key, '')::int2, sha, redactions, payload FROM input ORDER BY n "
+           "ON CONFLICT (project_id, event_id) DO NOTHING RETURNING event_id, receive_time) "
+           "SELECT i.n, ins.event_id IS NOT NULL, " +
+           Micros("coalesce(ins.receive_time, s.receive_time)") +
+           ", s.content_sha256 = i.sha, s.payload, "
+           "i.trace_id <> '' AND EXISTS (SELECT 1 FROM capture.traces t WHERE t.project_id = $1 "
+           "AND t.trace_id = i.trace_id) "
+           "FROM input i LEFT JOIN ins ON ins.event_id = i.event_id "
+           "LEFT JOIN capture.signals s ON ins.event_id IS NULL AND s.project_id = $1 "
+           "AND s.event_id = i.event_id ORDER BY i.n"},
+      {"cap_existing_signals",
+       "SELECT event_id, content_sha256, " + receive +
+           ", payload, trace_id <> '' AND EXISTS (SELECT 1 FROM capture.traces t WHERE "
+           "t.project_id = $1 AND t.trace_id = s.trace_id) FROM capture.signals s "
+           "WHERE project_id = $1 AND event_id = ANY($2::text[])"},
+      // Queue the given traces, plus the previous trace of each one's session (its "next trace"
+      // changed), plus every trace of the given sessions (session-level signals).
+      {"cap_queue",
+       "INSERT INTO capture.label_queue (project_id, trace_id) "
+       "SELECT $1, x FROM (SELECT unnest($2::text[]) x UNION "
+       "SELECT p.trace_id FROM capture.traces c JOIN LATERAL (SELECT trace_id FROM capture.traces "
+       "p WHERE p.project_id = $1 AND p.session_id = c.session_id AND (p.start_time, p.trace_id) "
+       "< (c.start_time, c.trace_id) ORDER BY p.start_time DESC, p.trace_id DESC LIMIT 1) p ON "
+       "true WHERE c.project_id = $1 AND c.trace_id = ANY($3::text[]) AND c.session_id <> '' "
+       "UNION SELECT trace_id FROM capture.traces WHERE project_id = $1 AND "
+       "session_id = ANY($4::text[]) AND session_id <> '') q ORDER BY x"},
+      {"cap_touch_sessions",
+       "INSERT INTO capture.session_activity AS a (project_id, session_id, last_trace_id, "
+       "last_activity) SELECT DISTINCT ON (session_id) $1, session_id, trace_id, end_time "
+       "FROM capture.traces WHERE project_id = $1 AND trace_id = ANY($2::text[]) AND "
+       "session_id <> '' ORDER BY session_id, start_time DESC, trace_id DESC "
+       "ON CONFLICT (project_id, session_id) DO UPDATE SET last_trace_id = "
+       "excluded.last_trace_id, last_activity = excluded.last_activity "
+       "WHERE excluded.last_activity >= a.last_activity"},
+      {"cap_get_trace",
+       "SELECT t.payload, " + Micros("t.receive_time") +
+           ", l.payload FROM capture.traces t LEFT JOIN capture.trace_labels l "
+           "ON l.project_id = t.project_id AND l.trace_id = t.trace_id "
+           "WHERE t.project_id = $1 AND t.trace_id = $2"},
+      {"cap_trace_signals",
+       "SELECT payload, r FROM (SELECT payload, " + receive +
+           " r, occur_time, event_id FROM capture.signals WHERE project_id = $1 AND "
+           "(trace_id = $2 OR ($3 <> '' AND session_id = $3)) ORDER BY occur_time DESC, "
+           "event_id DESC LIMIT $4) s ORDER BY occur_time, event_id"},
+      {"cap_derived",
+       "SELECT payload FROM capture.derived_signals WHERE project_id = $1 AND trace_id = $2 "
+       "ORDER BY signal_kind"},
+      {"cap_list_traces",
+       "SELECT t.payload, " + Micros("t.receive_time") +
+           ", l.payload FROM capture.traces t LEFT JOIN capture.trace_labels l "
+           "ON l.project_id = t.project_id AND l.trace_id = t.trace_id "
+           "WHERE t.project_id = $1 "
+           "AND ($2 = '' OR t.start_time >= " + FromMicros("NULLIF($2, '')::int8") + ") "
+           "AND ($3 = '' OR t.start_time < " + FromMicros("NULLIF($3, '')::int8") + ") "
+           "AND (NOT $4::bool OR l.flagged) "
+           "AND ($5 = '' OR t.feature_area = $5) AND ($6 = '' OR t.model = $6) "
+           "AND ($7 = '' OR t.model_version = $7) AND ($8 = '' OR t.prompt_template_id = $8) "
+           "AND ($9 = '' OR t.prompt_version = $9) AND ($10 = '' OR t.session_id = $10) "
+           "AND ($11 = '' OR t.user_id = $11) "
+           "AND ($12 = '' OR l.quality_score >= NULLIF($12, '')::float8) "
+           "AND ($13 = '' OR l.quality_score <= NULLIF($13, '')::float8) "
+           "AND (cardinality($14::int2[]) = 0 OR EXISTS (SELECT 1 FROM capture.signals s WHERE "
+           "s.project_id = t.project_id AND s.trace_id = t.trace_id AND "
+           "s.signal_kind = ANY($14::int2[])) OR EXISTS (SELECT 1 FROM capture.derived_signals d "
+           "WHERE d.project_id = t.project_id AND d.trace_id = t.trace_id AND "
+           "d.signal_kind = ANY($14::int2[]))) "
+           "AND ($15 = '' OR (t.start_time, t.trace_id) < (" +
+           FromMicros("NULLIF($15, '')::int8") +
+           ", $16)) ORDER BY t.start_time DESC, t.trace_id DESC LIMIT $17"},
+      {"cap_list_signals",
+       "SELECT payload, " + receive + ", " + Micros("occur_time") +
+           ", event_id FROM capture.signals WHERE project_id = $1 AND "
+           "(($2 <> '' AND trace_id = $2) OR ($3 <> '' AND (session_id = $3 OR trace_id IN "
+           "(SELECT trace_id FROM capture.traces WHERE project_id = $1 AND session_id = $3)))) "
+           "AND (cardinality($4::int2[]) = 0 OR signal_kind = ANY($4::int2[])) "
+           "AND ($5 = '' OR (occur_time, event_id) > (" +
+           FromMicros("NULLIF($5, '')::int8") +
+           ", $6)) ORDER BY occur_time, event_id LIMIT $7"},
+      {"cap_read_feed",
+       "SELECT f.sequence, f.trace_id, f.entry_type, " + Micros("f.flag_time") +
+           ", f.quality_score, f.rule_set_version, f.reasons, t.payload "
+           "FROM capture.flagged_feed f LEFT JOIN capture.traces t ON f.entry_type = 1 AND "
+           "t.project_id = f.project_id AND t.trace_id = f.trace_id "
+           "WHERE f.project_id = $1 AND f.sequence > $2 ORDER BY f.sequence LIMIT $3"},
+      {"cap_feed_bounds",
+       "SELECT coalesce((SELECT last_sequence FROM capture.feed_counters WHERE project_id = $1), "
+       "0), coalesce((SELECT min(sequence) FROM capture.flagged_feed WHERE project_id = $1), 0)"},
+      {"cap_comments",
+       "SELECT trace_id, payload FROM capture.signals WHERE project_id = $1 AND "
+       "trace_id = ANY($2::text[]) AND signal_kind IN (1, 2, 3, 4) ORDER BY occur_time DESC"},
+      {"cap_rule_set",
+       "SELECT payload FROM capture.rule_sets WHERE project_id = $1 AND ($2 = 0 OR version = $2) "
+       "ORDER BY version DESC LIMIT 1"},
+      {"cap_redaction_config",
+       "SELECT payload FROM capture.redaction_configs WHERE project_id = $1"},
+      // Labeling.
+      {"cap_label_projects",
+       "SELECT project_id FROM capture.label_queue GROUP BY project_id ORDER BY min(seq) "
+       "LIMIT 100"},
+      {"cap_label_lock", "SELECT pg_try_advisory_xact_lock($1, hashtext($2))"},
+      {"cap_label_claim",
+       "SELECT seq, trace_id FROM capture.label_queue WHERE project_id = $1 ORDER BY seq "
+       "LIMIT $2"},
+      {"cap_ev_traces",
+       "SELECT payload, " + receive +
+           " FROM capture.traces WHERE project_id = $1 AND trace_id = ANY($2::text[])"},
+      {"cap_ev_signals",
+       "SELECT payload, " + receive +
+           " FROM capture.signals WHERE project_id = $1 AND (trace_id = ANY($2::text[]) OR "
+           "(session_id <> '' AND session_id = ANY($3::text[])))"},
+      {"cap_ev_next",
+       "SELECT c.trace_id, n.payload FROM capture.traces c JOIN LATERAL (SELECT payload FROM "
+       "capture.traces n WHERE n.project_id = c.project_id AND n.session_id = c.session_id AND "
+       "(n.start_time, n.trace_id) > (c.start_time, c.trace_id) ORDER BY n.start_time, "
+       "n.trace_id LIMIT 1) n ON true WHERE c.project_id = $1 AND c.trace_id = ANY($2::text[]) "
+       "AND c.session_id <> ''"},
+      {"cap_ev_sessions",
+       "SELECT s.session_id, (SELECT count(*) FROM capture.traces t WHERE t.project_id = $1 AND "
+       "t.session_id = s.session_id), (SELECT " +
+           Micros("last_activity") +
+           " FROM capture.session_activity a WHERE a.project_id = $1 AND a.session_id = "
+           "s.session_id) FROM unnest($2::text[]) s(session_id)"},
+      {"cap_ev_raters",
+       "SELECT user_id, count(*), count(value_key), count(DISTINCT value_key) FROM "
+       "capture.signals WHERE project_id = $1 AND user_id = ANY($2::text[]) AND signal_kind IN "
+       "(1, 2, 3, 4) AND occur_time >= " +
+           FromMicros("$3::int8") + " GROUP BY user_id"},
+      {"cap_ev_labels",
+       "SELECT trace_id, flagged, feed_sequence FROM capture.trace_labels WHERE project_id = $1 "
+       "AND trace_id = ANY($2::text[])"},
+      {"cap_write_derived",
+       "WITH gone AS (DELETE FROM capture.derived_signals WHERE project_id = $1 AND "
+       "trace_id = ANY($2::text[])) INSERT INTO capture.derived_signals (project_id, trace_id, "
+       "signal_kind, occur_time, payload) SELECT $1, t, k, " +
+           FromMicros("o") +
+           ", p FROM unnest($3::text[], $4::int2[], $5::int8[], $6::bytea[]) u(t, k, o, p)"},
+      {"cap_feed_take",
+       "INSERT INTO capture.feed_counters AS c (project_id, last_sequence) VALUES ($1, $2) "
+       "ON CONFLICT (project_id) DO UPDATE SET last_sequence = c.last_sequence + $2 "
+       "RETURNING last_sequence"},
+      {"cap_feed_append",
+       "INSERT INTO capture.flagged_feed (project_id, sequence, trace_id, entry_type, flag_time, "
+       "quality_score, rule_set_version, reasons) SELECT $1, s, t, e, " +
+           FromMicros("ft") +
+           ", q, v, r FROM unnest($2::int8[], $3::text[], $4::int2[], $5::int8[], $6::float8[], "
+           "$7::int8[], $8::bytea[]) u(s, t, e, ft, q, v, r)"},
+      {"cap_write_labels",
+       "INSERT INTO capture.trace_labels (project_id, trace_id, quality_score, flagged, "
+       "rule_set_version, label_time, feed_sequence, payload) SELECT $1, t, s, f, v, " +
+           FromMicros("lt") +
+           ", fs, p FROM unnest($2::text[], $3::float8[], $4::bool[], $5::int8[], $6::int8[], "
+           "$7::int8[], $8::bytea[]) u(t, s, f, v, lt, fs, p) "
+           "ON CONFLICT (project_id, trace_id) DO UPDATE SET quality_score = "
+           "excluded.quality_score, flagged = excluded.flagged, rule_set_version = "
+           "excluded.rule_set_version, label_time = excluded.label_time, feed_sequence = "
+           "excluded.feed_sequence, payload = excluded.payload"},
+      {"cap_label_done",
+       "DELETE FROM capture.label_queue WHERE project_id = $1 AND seq = ANY($2::int8[])"},
+      {"cap_sweep",
+       "WITH timeouts AS (SELECT DISTINCT ON (project_id) project_id, "
+       "abandonment_timeout_seconds s FROM capture.rule_sets ORDER BY project_id, version DESC), "
+       "idle AS (SELECT a.project_id, a.session_id, a.last_trace_id FROM "
+       "capture.session_activity a LEFT JOIN timeouts t ON t.project_id = a.project_id WHERE "
+       "a.last_activity < now() - make_interval(secs => coalesce(t.s::float8, $1::float8)) ORDER BY "
+       "a.last_activity LIMIT $2 FOR UPDATE OF a SKIP LOCKED), "
+       "gone AS (DELETE FROM capture.session_activity a USING idle i WHERE a.project_id = "
+       "i.project_id AND a.session_id = i.session_id RETURNING i.project_id, i.last_trace_id), "
+       "queued AS (INSERT INTO capture.label_queue (project_id, trace_id) SELECT project_id, "
+       "last_trace_id FROM gone RETURNING 1) SELECT count(*) FROM queued"},
+  };
+}
+
+}  // namespace
+
+PgCaptureRepository::PgCaptureRepository(db::ConnectionPool* pool, Logger* logger)
+    : pool_(pool), logger_(logger) {
+  for (const Statement& statement : Statements()) pool_->RegisterStatement(statement.name, statement.sql);
+}
+
+absl::StatusOr<std::vector<WriteResult>> PgCaptureRepository::Write(
+    const std::string& project_id, const std::vector<PreparedItem>& items) {
+  // Column arrays, per item type, in item order.
+  std::vector<size_t> trace_index, signal_index;
+  std::vector<std::string> t_id, t_session, t_user, t_area, t_model, t_model_version, t_template,
+      t_prompt_version, t_sha, t_payload;
+  std::vector<int64_t> t_start, t_end;
+  std::vector<int> t_redactions;
+  std::vector<std::string> s_id, s_trace, s_session, s_user, s_value, s_sha, s_payload;
+  std::vector<int> s_kind, s_actor, s_redactions;
+  std::vector<int64_t> s_occur;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const PreparedItem& item = items[i];
+    if (item.type == PreparedItem::Type::kTrace) {
+      const v1::Trace& trace = item.trace;
+      trace_index.push_back(i);
+      t_id.push_back(trace.trace_id());
+      t_session.push_back(trace.session_id());
+      t_user.push_back(trace.user_id());
+      t_area.push_back(trace.feature_area());
+      t_model.push_back(trace.model());
+      t_model_version.push_back(trace.model_version());
+      t_template.push_back(trace.prompt_template_id());
+      t_prompt_version.push_back(trace.prompt_version());
+      t_start.push_back(ToMicros(ToTime(trace.start_time())));
+      t_end.push_back(ToMicros(ToTime(trace.end_time())));
+      t_sha.push_back(item.content_sha256);
+      t_redactions.push_back(trace.redactions().total());
+      t_payload.push_back(trace.SerializeAsString());
+    } else {
+      const v1::Signal& signal = item.signal;
+      signal_index.push_back(i);
+      s_id.push_back(signal.event_id());
+      s_trace.push_back(signal.trace_id());
+      s_session.push_back(signal.session_id());
+      s_user.push_back(signal.user_id());
+      s_kind.push_back(signal.signal_kind());
+      s_actor.push_back(signal.actor());
+      s_occur.push_back(ToMicros(OccurTime(signal)));
+      const std::optional<int> value = ValueKey(signal);
+      s_value.push_back(value.has_value() ? absl::StrCat(*value) : "");
+      s_sha.push_back(item.content_sha256);
+      s_redactions.push_back(signal.redactions().total());
+      s_payload.push_back(signal.SerializeAsString());
+    }
+  }
+
+  std::vector<WriteResult> results;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) -> absl::Status {
+        results.assign(items.size(), WriteResult{});
+        std::vector<std::string> queue_traces, new_traces, queue_sessions, recheck;
+        auto classify = [&](WriteResult& result, bool inserted, bool same) {
+          result.outcome = inserted ? WriteOutcome::kAccepted
+                           : same   ? WriteOutcome::kDuplicate
+                                    : WriteOutcome::kConflict;
+        };
+        if (!trace_index.empty()) {
+          pqxx::result rows = tx.exec_prepared(
+              "cap_write_traces", project_id, TextArray(t_id), TextArray(t_session),
+              TextArray(t_user), TextArray(t_area), TextArray(t_model),
+              TextArray(t_model_version), TextArray(t_template), TextArray(t_prompt_version),
+              NumberArray(t_start), NumberArray(t_end), ByteaArray(t_sha),
+              NumberArray(t_redactions), ByteaArray(t_payload));
+          for (const auto& row : rows) {
+            const size_t k = row[0].as<size_t>() - 1;
+            WriteResult& result = results[trace_index[k]];
+            const bool inserted = row[1].as<bool>();
+            if (!inserted && row[2].is_null()) {
+              recheck.push_back(t_id[k]);  // inserted concurrently, after our snapshot
+              continue;
+            }
+            classify(result, inserted, row[3].is_null() || row[3].as<bool>());
+            result.receive_time = FromMicrosValue(row[2].as<int64_t>());
+            result.redactions = inserted ? items[trace_index[k]].trace.redactions()
+                                         : Parse<v1::Trace>(row[4]).redactions();
+            if (inserted) new_traces.push_back(t_id[k]);
+          }
+          if (!recheck.empty()) {
+            std::map<std::string, size_t> position;
+            for (size_t k = 0; k < t_id.size(); ++k) position[t_id[k]] = k;
+            for (const auto& row : tx.exec_prepared("cap_existing_traces", project_id,
+                                                    TextArray(recheck))) {
+              const size_t k = position[row[0].as<std::string>()];
+              WriteResult& result = results[trace_index[k]];
+              classify(result, false, Bytes(row[1]) == t_sha[k]);
+              result.receive_time = FromMicrosValue(row[2].as<int64_t>());
+              result.redactions = Parse<v1::Trace>(row[3]).redactions();
+            }
+          }
+        }
+        if (!signal_index.empty()) {
+          recheck.clear();
+          pqxx::result rows = tx.exec_prepared(
+              "cap_write_signals", project_id, TextArray(s_id), TextArray(s_trace),
+              TextArray(s_session), TextArray(s_user), NumberArray(s_kind), NumberArray(s_actor),
+              NumberArray(s_occur), TextArray(s_value), ByteaArray(s_sha),
+              NumberArray(s_redactions), ByteaArray(s_payload));
+          for (const auto& row : rows) {
+            const size_t k = row[0].as<size_t>() - 1;
+            WriteResult& result = results[signal_index[k]];
+            const bool inserted = row[1].as<bool>();
+            if (!inserted && row[2].is_null()) {
+              recheck.push_back(s_id[k]);
+              continue;
+            }
+            classify(result, inserted, row[3].is_null() || row[3].as<bool>());
+            result.receive_time = FromMicrosValue(row[2].as<int64_t>());
+            result.redactions = inserted ? items[signal_index[k]].signal.redactions()
+                                         : Parse<v1::Signal>(row[4]).redactions();
+            result.trace_received = row[5].as<bool>();
+            if (inserted) {
+              if (!s_trace[k].empty()) queue_traces.push_back(s_trace[k]);
+              if (!s_session[k].empty()) queue_sessions.push_back(s_session[k]);
+            }
+          }
+          if (!recheck.empty()) {
+            std::map<std::string, size_t> position;
+            for (size_t k = 0; k < s_id.size(); ++k) position[s_id[k]] = k;
+            for (const auto& row : tx.exec_prepared("cap_existing_signals", project_id,
+                                                    TextArray(recheck))) {
+              const size_t k = position[row[0].as<std::string>()];
+              WriteResult& result = results[signal_index[k]];
+              classify(result, false, Bytes(row[1]) == s_sha[k]);
+              result.receive_time = FromMicrosValue(row[2].as<int64_t>());
+              result.redactions = Parse<v1::Signal>(row[3]).redactions();
+              result.trace_received = row[4].as<bool>();
+            }
+          }
+        }
+        queue_traces.insert(queue_traces.end(), new_traces.begin(), new_traces.end());
+        if (!queue_traces.empty() || !queue_sessions.empty()) {
+          std::sort(queue_traces.begin(), queue_traces.end());
+          queue_traces.erase(std::unique(queue_traces.begin(), queue_traces.end()),
+                             queue_traces.end());
+          tx.exec_prepared("cap_queue", project_id, TextArray(queue_traces),
+                           TextArray(new_traces), TextArray(queue_sessions));
+        }
+        if (!new_traces.empty()) {
+          tx.exec_prepared("cap_touch_sessions", project_id, TextArray(new_traces));
+        }
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return results;
+}
+
+absl::StatusOr<std::optional<StoredTrace>> PgCaptureRepository::GetTrace(
+    const std::string& project_id, const std::string& trace_id) {
+  std::optional<StoredTrace> found;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        found.reset();
+        pqxx::result rows = tx.exec_prepared("cap_get_trace", project_id, trace_id);
+        if (rows.empty()) return absl::OkStatus();
+        StoredTrace stored;
+        stored.trace = Parse<v1::Trace>(rows[0][0]);
+        *stored.trace.mutable_receive_time() = ToProto(FromMicrosValue(rows[0][1].as<int64_t>()));
+        if (!rows[0][2].is_null()) *stored.trace.mutable_label() = Parse<v1::TraceLabel>(rows[0][2]);
+        found = std::move(stored);
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return found;
+}
+
+namespace {
+
+v1::Signal SignalFromRow(const pqxx::field& payload, const pqxx::field& receive_micros) {
+  v1::Signal signal = Parse<v1::Signal>(payload);
+  *signal.mutable_receive_time() = ToProto(FromMicrosValue(receive_micros.as<int64_t>()));
+  return signal;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<v1::Signal>> PgCaptureRepository::TraceSignals(
+    const std::string& project_id, const std::string& trace_id, const std::string& session_id,
+    int limit) {
+  std::vector<v1::Signal> signals;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        signals.clear();
+        for (const auto& row :
+             tx.exec_prepared("cap_trace_signals", project_id, trace_id, session_id, limit)) {
+          signals.push_back(SignalFromRow(row[0], row[1]));
+        }
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return signals;
+}
+
+absl::StatusOr<std::vector<v1::DerivedSignal>> PgCaptureRepository::DerivedSignals(
+    const std::string& project_id, const std::string& trace_id) {
+  std::vector<v1::DerivedSignal> derived;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        derived.clear();
+        for (const auto& row : tx.exec_prepared("cap_derived", project_id, trace_id)) {
+          derived.push_back(Parse<v1::DerivedSignal>(row[0]));
+        }
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return derived;
+}
+
+absl::StatusOr<std::vector<v1::Trace>> PgCaptureRepository::ListTraces(
+    const std::string& project_id, const TraceFilter& filter,
+    const std::optional<TraceCursor>& after, int limit) {
+  std::vector<v1::Trace> traces;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        traces.clear();
+        pqxx::result rows = tx.exec_prepared(
+            "cap_list_traces", project_id, OptionalMicros(filter.start_after),
+            OptionalMicros(filter.start_before), filter.flagged_only, filter.feature_area,
+            filter.model, filter.model_version, filter.prompt_template_id, filter.prompt_version,
+            filter.session_id, filter.user_id, Optional(filter.min_score),
+            Optional(filter.max_score), NumberArray(filter.signal_kinds),
+            after.has_value() ? absl::StrCat(ToMicros(after->start_time)) : "",
+            after.has_value() ? after->trace_id : "", limit);
+        for (const auto& row : rows) {
+          v1::Trace trace = Parse<v1::Trace>(row[0]);
+          *trace.mutable_receive_time() = ToProto(FromMicrosValue(row[1].as<int64_t>()));
+          if (!row[2].is_null()) *trace.mutable_label() = Parse<v1::TraceLabel>(row[2]);
+          traces.push_back(std::move(trace));
+        }
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return traces;
+}
+
+absl::StatusOr<std::vector<v1::Signal>> PgCaptureRepository::ListSignals(
+    const std::string& project_id, const std::string& trace_id, const std::string& session_id,
+    const std::vector<int>& kinds, const std::optional<SignalCursor>& after, int limit) {
+  std::vector<v1::Signal> signals;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        signals.clear();
+        pqxx::result rows = tx.exec_prepared(
+            "cap_list_signals", project_id, trace_id, session_id, NumberArray(kinds),
+            after.has_value() ? absl::StrCat(ToMicros(after->occur_time)) : "",
+            after.has_value() ? after->event_id : "", limit);
+        for (const auto& row : rows) signals.push_back(SignalFromRow(row[0], row[1]));
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return signals;
+}
+
+absl::StatusOr<FeedPage> PgCaptureRepository::ReadFeed(const std::string& project_id,
+                                                       int64_t after_sequence, int max_items) {
+  FeedPage page;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {db::Isolation::kRepeatableRead},
+      [&](pqxx::transaction_base& tx) {
+        page = FeedPage{};
+        pqxx::row bounds = tx.exec_prepared1("cap_feed_bounds", project_id);
+        page.high_water_mark = bounds[0].as<int64_t>();
+        page.oldest_sequence = bounds[1].as<int64_t>();
+        std::vector<std::string> flagged_ids;
+        std::map<std::string, std::vector<size_t>> by_trace;
+        for (const auto& row :
+             tx.exec_prepared("cap_read_feed", project_id, after_sequence, max_items)) {
+          FeedRow feed_row;
+          v1::FlaggedFeedEntry& entry = feed_row.entry;
+          entry.set_sequence(row[0].as<int64_t>());
+          entry.set_trace_id(row[1].as<std::string>());
+          entry.set_entry_type(static_cast<v1::FlaggedFeedEntryType>(row[2].as<int>()));
+          *entry.mutable_flag_time() = ToProto(FromMicrosValue(row[3].as<int64_t>()));
+          entry.set_quality_score(row[4].as<double>());
+          entry.set_rule_set_version(row[5].as<int64_t>());
+          *entry.mutable_reasons() = Parse<v1::TraceLabel>(row[6]).reasons();
+          if (!row[7].is_null()) {
+            feed_row.trace = Parse<v1::Trace>(row[7]);
+            flagged_ids.push_back(entry.trace_id());
+            by_trace[entry.trace_id()].push_back(page.rows.size());
+          }
+          page.rows.push_back(std::move(feed_row));
+        }
+        if (!flagged_ids.empty()) {
+          for (const auto& row :
+               tx.exec_prepared("cap_comments", project_id, TextArray(flagged_ids))) {
+            const v1::Signal signal = Parse<v1::Signal>(row[1]);
+            const std::string& comment = signal.explicit_feedback().comment();
+            if (comment.empty()) continue;
+            for (size_t index : by_trace[row[0].as<std::string>()]) {
+              page.rows[index].comments.push_back(comment);
+            }
+          }
+        }
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return page;
+}
+
+absl::StatusOr<std::optional<v1::LabelRuleSet>> PgCaptureRepository::GetRuleSet(
+    const std::string& project_id, int64_t version) {
+  std::optional<v1::LabelRuleSet> found;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        found.reset();
+        pqxx::result rows = tx.exec_prepared("cap_rule_set", project_id, version);
+        if (!rows.empty()) found = Parse<v1::LabelRuleSet>(rows[0][0]);
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return found;
+}
+
+absl::StatusOr<std::optional<v1::RedactionConfig>> PgCaptureRepository::GetRedactionConfig(
+    const std::string& project_id) {
+  std::optional<v1::RedactionConfig> found;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        found.reset();
+        pqxx::result rows = tx.exec_prepared("cap_redaction_config", project_id);
+        if (!rows.empty()) found = Parse<v1::RedactionConfig>(rows[0][0]);
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return found;
+}
+
+absl::StatusOr<LabelPassStats> PgCaptureRepository::LabelQueued(
+    int limit, const v1::LabelRuleSet& default_rules, absl::Time now, const LabelFunction& label) {
+  std::vector<std::string> projects;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        projects.clear();
+        for (const auto& row : tx.exec_prepared("cap_label_projects")) {
+          projects.push_back(row[0].as<std::string>());
+        }
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+
+  LabelPassStats total;
+  for (const std::string& project_id : projects) {
+    LabelPassStats stats;
+    status = db::RunInTransaction(
+        *pool_, {},
+        [&](pqxx::transaction_base& tx) -> absl::Status {
+          stats = LabelPassStats{};
+          // One labeler per project at a time: labels and feed entries are written in order.
+          if (!tx.exec_prepared1("cap_label_lock", kLabelLockClass, project_id)[0].as<bool>()) {
+            return absl::OkStatus();
+          }
+          std::vector<int64_t> claimed;
+          std::set<std::string> ids;
+          for (const auto& row : tx.exec_prepared("cap_label_claim", project_id, limit)) {
+            claimed.push_back(row[0].as<int64_t>());
+            ids.insert(row[1].as<std::string>());
+          }
+          if (claimed.empty()) return absl::OkStatus();
+          const std::vector<std::string> id_list(ids.begin(), ids.end());
+
+          pqxx::result stored_rules = tx.exec_prepared("cap_rule_set", project_id, 0);
+          const v1::LabelRuleSet rules =
+              stored_rules.empty() ? default_rules : Parse<v1::LabelRuleSet>(stored_rules[0][0]);
+
+          // Evidence, loaded for the whole batch.
+          std::map<std::string, TraceEvidence> evidence;
+          std::set<std::string> sessions;
+          for (const auto& row : tx.exec_prepared("cap_ev_traces", project_id, TextArray(id_list))) {
+            v1::Trace trace = Parse<v1::Trace>(row[0]);
+            *trace.mutable_receive_time() = ToProto(FromMicrosValue(row[1].as<int64_t>()));
+            if (!trace.session_id().empty()) sessions.insert(trace.session_id());
+            const std::string id = trace.trace_id();
+            evidence[id].trace = std::move(trace);
+          }
+          stats.traces_missing = static_cast<int>(ids.size() - evidence.size());
+          const std::vector<std::string> session_list(sessions.begin(), sessions.end());
+          std::set<std::string> raters;
+          for (const auto& row : tx.exec_prepared("cap_ev_signals", project_id, TextArray(id_list),
+                                                  TextArray(session_list))) {
+            v1::Signal signal = SignalFromRow(row[0], row[1]);
+            if (IsExplicitKind(signal.signal_kind()) && !signal.user_id().empty()) {
+              raters.insert(signal.user_id());
+            }
+            if (!signal.trace_id().empty()) {
+              auto it = evidence.find(signal.trace_id());
+              if (it != evidence.end()) it->second.signals.push_back(std::move(signal));
+            } else {
+              for (auto& [id, item] : evidence) {
+                if (item.trace.session_id() == signal.session_id()) item.signals.push_back(signal);
+              }
+            }
+          }
+          for (const auto& row : tx.exec_prepared("cap_ev_next", project_id, TextArray(id_list))) {
+            auto it = evidence.find(row[0].as<std::string>());
+            if (it != evidence.end()) it->second.next_trace = Parse<v1::Trace>(row[1]);
+          }
+          std::map<std::string, std::pair<int, bool>> session_state;
+          const absl::Duration timeout = ToDuration(rules.abandonment_timeout());
+          for (const auto& row :
+               tx.exec_prepared("cap_ev_sessions", project_id, TextArray(session_list))) {
+            const bool idle =
+                row[2].is_null() || FromMicrosValue(row[2].as<int64_t>()) < now - timeout;
+            session_state[row[0].as<std::string>()] = {row[1].as<int>(), idle};
+          }
+          std::map<std::string, RaterStats> rater_stats;
+          if (!raters.empty()) {
+            const absl::Time since = now - ToDuration(rules.coverage().window());
+            for (const auto& row :
+                 tx.exec_prepared("cap_ev_raters", project_id,
+                                  TextArray(std::vector<std::string>(raters.begin(), raters.end())),
+                                  ToMicros(since))) {
+              rater_stats[row[0].as<std::string>()] =
+                  RaterStats{row[1].as<int>(), row[2].as<int>(), row[3].as<int>()};
+            }
+          }
+          std::map<std::string, std::pair<bool, int64_t>> previous;
+          for (const auto& row : tx.exec_prepared("cap_ev_labels", project_id, TextArray(id_list))) {
+            previous[row[0].as<std::string>()] = {row[1].as<bool>(), row[2].as<int64_t>()};
+          }
+
+          // Decide.
+          std::vector<std::string> d_trace, d_payload, l_trace, l_payload;
+          std::vector<int> d_kind;
+          std::vector<int64_t> d_occur, l_version, l_time, l_feed;
+          std::vector<double> l_score;
+          std::vector<std::string> l_flagged;
+          std::vector<std::string> f_trace, f_reasons;
+          std::vector<int> f_type;
+          std::vector<int64_t> f_time, f_version;
+          std::vector<double> f_score;
+          std::vector<size_t> f_label_index;
+          for (auto& [id, item] : evidence) {
+            if (!item.trace.session_id().empty()) {
+              auto state = session_state.find(item.trace.session_id());
+              if (state != session_state.end()) {
+                item.session_turns = std::max(1, state->second.first);
+                item.session_idle = state->second.second;
+              }
+            }
+            for (const v1::Signal& signal : item.signals) {
+              auto it = rater_stats.find(signal.user_id());
+              if (it != rater_stats.end()) item.raters[signal.user_id()] = it->second;
+            }
+            LabelDecision decision = label(item, rules);
+            for (const v1::DerivedSignal& derived : decision.derived) {
+              d_trace.push_back(id);
+              d_kind.push_back(derived.signal_kind());
+              d_occur.push_back(ToMicros(ToTime(derived.occur_time())));
+              d_payload.push_back(derived.SerializeAsString());
+            }
+            const auto before = previous.find(id);
+            const bool was_flagged = before != previous.end() && before->second.first;
+            int64_t feed_sequence = before != previous.end() ? before->second.second : 0;
+            if (decision.label.flagged() != was_flagged) {
+              f_trace.push_back(id);
+              f_type.push_back(decision.label.flagged() ? v1::FLAGGED_FEED_ENTRY_TYPE_FLAGGED
+                                                        : v1::FLAGGED_FEED_ENTRY_TYPE_UNFLAGGED);
+              f_time.push_back(ToMicros(now));
+              f_score.push_back(decision.label.quality_score());
+              f_version.push_back(decision.label.rule_set_version());
+              v1::TraceLabel reasons_only;
+              *reasons_only.mutable_reasons() = decision.label.reasons();
+              f_reasons.push_back(reasons_only.SerializeAsString());
+              f_label_index.push_back(l_trace.size());
+            }
+            l_trace.push_back(id);
+            l_score.push_back(decision.label.quality_score());
+            l_flagged.push_back(decision.label.flagged() ? "t" : "f");
+            l_version.push_back(decision.label.rule_set_version());
+            l_time.push_back(ToMicros(ToTime(decision.label.label_time())));
+            l_feed.push_back(feed_sequence);
+            l_payload.push_back(decision.label.SerializeAsString());
+          }
+
+          // Write: derived signals, feed entries (sequence numbers last, to hold the counter
+          // lock briefly), labels, then forget the claimed queue rows.
+          const std::vector<std::string> present = l_trace;
+          tx.exec_prepared("cap_write_derived", project_id, TextArray(present), TextArray(d_trace),
+                           NumberArray(d_kind), NumberArray(d_occur), ByteaArray(d_payload));
+          if (!f_trace.empty()) {
+            const int64_t n = static_cast<int64_t>(f_trace.size());
+            const int64_t last = tx.exec_prepared1("cap_feed_take", project_id, n)[0].as<int64_t>();
+            std::vector<int64_t> f_sequence;
+            for (int64_t k = 0; k < n; ++k) {
+              f_sequence.push_back(last - n + 1 + k);
+              l_feed[f_label_index[k]] = f_sequence.back();
+            }
+            tx.exec_prepared("cap_feed_append", project_id, NumberArray(f_sequence),
+                             TextArray(f_trace), NumberArray(f_type), NumberArray(f_time),
+                             NumberArray(f_score), NumberArray(f_version), ByteaArray(f_reasons));
+            stats.feed_entries = static_cast<int>(n);
+          }
+          // Labels carry the sequence of their trace's latest feed entry.
+          for (size_t k = 0; k < l_trace.size(); ++k) {
+            if (l_feed[k] == 0) continue;
+            v1::TraceLabel updated;
+            updated.ParseFromString(l_payload[k]);
+            if (updated.feed_sequence() == l_feed[k]) continue;
+            updated.set_feed_sequence(l_feed[k]);
+            l_payload[k] = updated.SerializeAsString();
+          }
+          if (!l_trace.empty()) {
+            tx.exec_prepared("cap_write_labels", project_id, TextArray(l_trace),
+                             NumberArray(l_score), TextArray(l_flagged), NumberArray(l_version),
+                             NumberArray(l_time), NumberArray(l_feed), ByteaArray(l_payload));
+          }
+          tx.exec_prepared("cap_label_done", project_id, NumberArray(claimed));
+          stats.traces_labeled = static_cast<int>(l_trace.size());
+          return absl::OkStatus();
+        },
+        logger_);
+    if (!status.ok()) return status;
+    total.traces_labeled += stats.traces_labeled;
+    total.traces_missing += stats.traces_missing;
+    total.feed_entries += stats.feed_entries;
+  }
+  return total;
+}
+
+absl::StatusOr<int> PgCaptureRepository::SweepIdleSessions(absl::Duration default_timeout,
+                                                           int limit) {
+  int swept = 0;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        swept = tx.exec_prepared1("cap_sweep", absl::ToDoubleSeconds(default_timeout), limit)[0]
+                    .as<int>();
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return swept;
+}
+
+}  // namespace flywheel::capture

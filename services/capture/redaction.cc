@@ -1,0 +1,213 @@
+#include "services/capture/redaction.h"
+
+#include <re2/re2.h>
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace flywheel::capture {
+namespace {
+
+bool LuhnValid(const std::string& match) {
+  int sum = 0;
+  int digits = 0;
+  bool double_it = false;
+  for (auto it = match.rbegin(); it != match.rend(); ++it) {
+    if (*it < '0' || *it > '9') continue;
+    int d = *it - '0';
+    if (double_it) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    double_it = !double_it;
+    ++digits;
+  }
+  return digits >= 13 && digits <= 19 && sum % 10 == 0;
+}
+
+// Long tokens count as secrets only when they look random: letters and digits mixed, and high
+// character entropy (so long words, paths and hex-free identifiers are left alone).
+bool LooksRandom(const std::string& match) {
+  if (match.rfind("sk-", 0) == 0 || match.rfind("AKIA", 0) == 0 || match.rfind("ghp_", 0) == 0 ||
+      match.rfind("xox", 0) == 0 || match.rfind("fw_", 0) == 0) {
+    return true;
+  }
+  int counts[256] = {0};
+  bool has_digit = false, has_alpha = false;
+  for (unsigned char c : match) {
+    ++counts[c];
+    has_digit |= c >= '0' && c <= '9';
+    has_alpha |= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  }
+  if (!has_digit || !has_alpha) return false;
+  double entropy = 0;
+  for (int count : counts) {
+    if (count == 0) continue;
+    const double p = static_cast<double>(count) / static_cast<double>(match.size());
+    entropy -= p * std::log2(p);
+  }
+  return entropy >= 3.5;
+}
+
+struct BuiltinSpec {
+  v1::BuiltinDetector id;
+  const char* name;
+  const char* pattern;
+  bool (*accept)(const std::string&);
+};
+
+const BuiltinSpec kBuiltins[] = {
+    {v1::BUILTIN_DETECTOR_EMAIL, "email",
+     R"([A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})", nullptr},
+    {v1::BUILTIN_DETECTOR_API_KEY, "api_key",
+     R"(\b(?:sk-[A-Za-z0-9_\-]{16,}|AKIA[0-9A-Z]{16}|ghp_[A-Za-z0-9]{30,}|xox[abpors]-[A-Za-z0-9\-]{10,}|fw_[ps]k_[0-9a-f]{16}_[0-9a-f]{64}|[A-Za-z0-9_\-]{32,})\b)",
+     &LooksRandom},
+    {v1::BUILTIN_DETECTOR_CARD_NUMBER, "card_number", R"(\b(?:\d[ \-]?){12,18}\d\b)", &LuhnValid},
+    {v1::BUILTIN_DETECTOR_IP_ADDRESS, "ip_address",
+     R"(\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b|\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\b|\b(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?\b)",
+     nullptr},
+    {v1::BUILTIN_DETECTOR_PHONE, "phone",
+     R"((?:\+\d{1,3}[ .\-]?)?(?:\(\d{2,4}\)[ .\-]?|\b\d{2,4}[ .\-])\d{3,4}[ .\-]?\d{3,4}\b)", nullptr},
+};
+
+}  // namespace
+
+Redactor::~Redactor() = default;
+
+v1::RedactionConfig Redactor::DefaultConfig() {
+  v1::RedactionConfig config;
+  for (const BuiltinSpec& spec : kBuiltins) {
+    auto* setting = config.add_builtin_detectors();
+    setting->set_detector(spec.id);
+    setting->set_enabled(true);
+  }
+  return config;
+}
+
+absl::StatusOr<std::unique_ptr<Redactor>> Redactor::Create(const v1::RedactionConfig& config) {
+  std::unique_ptr<Redactor> redactor(new Redactor());
+  RE2::Options options;
+  options.set_log_errors(false);
+  options.set_max_mem(1 << 20);
+  for (const BuiltinSpec& spec : kBuiltins) {
+    bool enabled = true;
+    for (const auto& setting : config.builtin_detectors()) {
+      if (setting.detector() == spec.id) enabled = setting.enabled();
+    }
+    if (!enabled) continue;
+    auto pattern = std::make_unique<re2::RE2>(spec.pattern, options);
+    if (!pattern->ok()) return absl::InternalError(absl::StrCat("built-in ", spec.name));
+    redactor->detectors_.push_back(Detector{spec.name, std::move(pattern), spec.accept});
+  }
+  for (int i = 0; i < config.custom_patterns_size(); ++i) {
+    const auto& custom = config.custom_patterns(i);
+    if (!custom.enabled()) continue;
+    auto pattern = std::make_unique<re2::RE2>(custom.pattern(), options);
+    if (!pattern->ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.custom_patterns[", i, "].pattern: does not compile as RE2"));
+    }
+    redactor->detectors_.push_back(
+        Detector{absl::StrCat("custom:", custom.name()), std::move(pattern), nullptr});
+  }
+  return redactor;
+}
+
+void Redactor::Redact(std::string* text, v1::RedactionCounts* counts) const {
+  if (text->empty()) return;
+  for (const Detector& detector : detectors_) {
+    re2::StringPiece input(*text);
+    re2::StringPiece match;
+    size_t position = 0;
+    std::string out;
+    int replaced = 0;
+    size_t copied = 0;  // end of the text already copied to `out`
+    while (position <= text->size() &&
+           detector.pattern->Match(input, position, text->size(), RE2::UNANCHORED, &match, 1)) {
+      const size_t start = static_cast<size_t>(match.data() - text->data());
+      const size_t end = start + match.size();
+      if (match.empty()) {
+        position = end + 1;
+        continue;
+      }
+      position = end;
+      if (detector.accept != nullptr && !detector.accept(std::string(match))) continue;
+      out.append(*text, copied, start - copied);
+      absl::StrAppend(&out, "[REDACTED:", detector.name, "]");
+      copied = end;
+      ++replaced;
+    }
+    if (replaced == 0) continue;
+    out.append(*text, copied, std::string::npos);
+    *text = std::move(out);
+    (*counts->mutable_by_detector())[detector.name] += replaced;
+    counts->set_total(counts->total() + replaced);
+  }
+}
+
+void Redactor::RedactValue(google::protobuf::Value* value, v1::RedactionCounts* counts) const {
+  switch (value->kind_case()) {
+    case google::protobuf::Value::kStringValue:
+      Redact(value->mutable_string_value(), counts);
+      break;
+    case google::protobuf::Value::kStructValue:
+      for (auto& [key, field] : *value->mutable_struct_value()->mutable_fields()) {
+        RedactValue(&field, counts);
+      }
+      break;
+    case google::protobuf::Value::kListValue:
+      for (auto& item : *value->mutable_list_value()->mutable_values()) RedactValue(&item, counts);
+      break;
+    default:
+      break;
+  }
+}
+
+void Redactor::RedactTrace(v1::Trace* trace) const {
+  v1::RedactionCounts* counts = trace->mutable_redactions();
+  auto* input = trace->mutable_input();
+  if (input->has_messages()) {
+    for (auto& message : *input->mutable_messages()->mutable_messages()) {
+      Redact(message.mutable_content(), counts);
+    }
+  } else if (input->kind_case() == common::v1::LlmInput::kPrompt) {
+    Redact(input->mutable_prompt(), counts);
+  }
+  Redact(trace->mutable_output(), counts);
+  for (auto& [key, value] : *trace->mutable_metadata()->mutable_fields()) {
+    RedactValue(&value, counts);
+  }
+}
+
+void Redactor::RedactSignal(v1::Signal* signal) const {
+  v1::RedactionCounts* counts = signal->mutable_redactions();
+  if (signal->has_explicit_feedback()) {
+    Redact(signal->mutable_explicit_feedback()->mutable_comment(), counts);
+  } else if (signal->has_implicit_signal()) {
+    auto* implicit = signal->mutable_implicit_signal();
+    if (implicit->has_edit() && implicit->edit().edit_case() == v1::EditSignal::kFinalText) {
+      Redact(implicit->mutable_edit()->mutable_final_text(), counts);
+    } else if (implicit->has_rephrase()) {
+      Redact(implicit->mutable_rephrase()->mutable_new_input_text(), counts);
+    }
+  } else if (signal->has_custom()) {
+    for (auto& [key, value] : *signal->mutable_custom()->mutable_value()->mutable_fields()) {
+      RedactValue(&value, counts);
+    }
+  }
+}
+
+bool Redactor::MatchesEntirely(const std::string& text) const {
+  for (const Detector& detector : detectors_) {
+    if (detector.name.rfind("custom:", 0) == 0) continue;
+    if (RE2::FullMatch(text, *detector.pattern) &&
+        (detector.accept == nullptr || detector.accept(text))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace flywheel::capture
