@@ -238,12 +238,15 @@ std::vector<Statement> Statements() {
       {"cap_ev_labels",
        "SELECT trace_id, flagged, feed_sequence FROM capture.trace_labels WHERE project_id = $1 "
        "AND trace_id = ANY($2::text[])"},
+      // Two statements: a CTE's DELETE and INSERT share one snapshot, so re-inserting a key
+      // the same statement deletes would violate the primary key.
+      {"cap_clear_derived",
+       "DELETE FROM capture.derived_signals WHERE project_id = $1 AND trace_id = ANY($2::text[])"},
       {"cap_write_derived",
-       "WITH gone AS (DELETE FROM capture.derived_signals WHERE project_id = $1 AND "
-       "trace_id = ANY($2::text[])) INSERT INTO capture.derived_signals (project_id, trace_id, "
-       "signal_kind, occur_time, payload) SELECT $1, t, k, " +
+       "INSERT INTO capture.derived_signals (project_id, trace_id, signal_kind, occur_time, "
+       "payload) SELECT $1, t, k, " +
            FromMicros("o") +
-           ", p FROM unnest($3::text[], $4::int2[], $5::int8[], $6::bytea[]) u(t, k, o, p)"},
+           ", p FROM unnest($2::text[], $3::int2[], $4::int8[], $5::bytea[]) u(t, k, o, p)"},
       {"cap_feed_take",
        "INSERT INTO capture.feed_counters AS c (project_id, last_sequence) VALUES ($1, $2) "
        "ON CONFLICT (project_id) DO UPDATE SET last_sequence = c.last_sequence + $2 "
@@ -784,8 +787,11 @@ absl::StatusOr<LabelPassStats> PgCaptureRepository::LabelQueued(
           // Write: derived signals, feed entries (sequence numbers last, to hold the counter
           // lock briefly), labels, then forget the claimed queue rows.
           const std::vector<std::string> present = l_trace;
-          tx.exec_prepared("cap_write_derived", project_id, TextArray(present), TextArray(d_trace),
-                           NumberArray(d_kind), NumberArray(d_occur), ByteaArray(d_payload));
+          tx.exec_prepared("cap_clear_derived", project_id, TextArray(present));
+          if (!d_trace.empty()) {
+            tx.exec_prepared("cap_write_derived", project_id, TextArray(d_trace),
+                             NumberArray(d_kind), NumberArray(d_occur), ByteaArray(d_payload));
+          }
           if (!f_trace.empty()) {
             const int64_t n = static_cast<int64_t>(f_trace.size());
             const int64_t last = tx.exec_prepared1("cap_feed_take", project_id, n)[0].as<int64_t>();

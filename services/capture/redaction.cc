@@ -176,8 +176,10 @@ void Redactor::RedactTrace(v1::Trace* trace) const {
     Redact(input->mutable_prompt(), counts);
   }
   Redact(trace->mutable_output(), counts);
-  for (auto& [key, value] : *trace->mutable_metadata()->mutable_fields()) {
-    RedactValue(&value, counts);
+  if (trace->has_metadata()) {  // mutable_metadata() would add an empty one
+    for (auto& [key, value] : *trace->mutable_metadata()->mutable_fields()) {
+      RedactValue(&value, counts);
+    }
   }
 }
 
@@ -192,7 +194,7 @@ void Redactor::RedactSignal(v1::Signal* signal) const {
     } else if (implicit->has_rephrase()) {
       Redact(implicit->mutable_rephrase()->mutable_new_input_text(), counts);
     }
-  } else if (signal->has_custom()) {
+  } else if (signal->has_custom() && signal->custom().has_value()) {
     for (auto& [key, value] : *signal->mutable_custom()->mutable_value()->mutable_fields()) {
       RedactValue(&value, counts);
     }

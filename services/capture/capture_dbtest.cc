@@ -1,0 +1,410 @@
+// Capture logic, labeler and Postgres repository against a real throwaway Postgres.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <pqxx/pqxx>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/status/status_matchers.h"
+#include "services/capture/capture_logic.h"
+#include "services/capture/labeler.h"
+#include "services/capture/labeling.h"
+#include "services/capture/pg_capture_repository.h"
+#include "tests/pg/test_database.h"
+
+namespace flywheel::capture {
+namespace {
+
+using ::flywheel::testing::StatusIs;
+using ::flywheel::testing::TestDatabase;
+
+v1::Trace MakeTrace(const std::string& id, const std::string& session, absl::Time start,
+                    const std::string& prompt = "How do I reset my password?") {
+  v1::Trace trace;
+  trace.set_trace_id(id);
+  trace.set_session_id(session);
+  trace.set_user_id("user-1");
+  trace.set_feature_area("support");
+  trace.set_model("gpt-test");
+  trace.mutable_input()->set_prompt(prompt);
+  trace.set_output("Open settings, choose Security, then Reset password.");
+  *trace.mutable_start_time() = ToProto(start);
+  *trace.mutable_latency() = ToProto(absl::Seconds(2));
+  return trace;
+}
+
+v1::Signal Thumb(const std::string& event, const std::string& trace_id, v1::Thumb thumb,
+                 absl::Time when, const std::string& user = "user-1") {
+  v1::Signal signal;
+  signal.set_event_id(event);
+  signal.set_trace_id(trace_id);
+  signal.set_user_id(user);
+  *signal.mutable_occur_time() = ToProto(when);
+  signal.mutable_explicit_feedback()->set_thumb(thumb);
+  return signal;
+}
+
+class CaptureDbTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(db_, TestDatabase::Create());
+    pool_ = std::make_unique<db::ConnectionPool>(db::PoolOptions{db_->conninfo(), 8});
+    repository_ = std::make_unique<PgCaptureRepository>(pool_.get(), &logger_);
+    logic_ = std::make_unique<CaptureLogic>(repository_.get());
+    labeler_ = std::make_unique<Labeler>(repository_.get(), &logger_);
+    now_ = absl::Now();
+  }
+
+  CaptureLogic::IngestOutcome Write(const std::string& project, std::vector<ItemRef> items,
+                                    bool public_key = false) {
+    absl::StatusOr<CaptureLogic::IngestOutcome> outcome =
+        logic_->Ingest(Writer{project, public_key}, items);
+    EXPECT_OK(outcome);
+    return outcome.ok() ? *outcome : CaptureLogic::IngestOutcome{};
+  }
+  common::v1::ItemOutcome WriteTrace(const v1::Trace& trace, const std::string& project = "p1") {
+    return Write(project, {ItemRef{&trace, nullptr}}).results[0].result().outcome();
+  }
+  common::v1::ItemOutcome WriteSignal(const v1::Signal& signal, const std::string& project = "p1") {
+    return Write(project, {ItemRef{nullptr, &signal}}).results[0].result().outcome();
+  }
+  LabelPassStats Label() {
+    absl::StatusOr<LabelPassStats> stats = labeler_->RunOnce(absl::Now());
+    EXPECT_OK(stats);
+    return stats.ok() ? *stats : LabelPassStats{};
+  }
+  v1::GetTraceResponse Get(const std::string& id, const std::string& project = "p1") {
+    v1::GetTraceRequest request;
+    request.set_trace_id(id);
+    absl::StatusOr<v1::GetTraceResponse> response = logic_->GetTrace(project, request);
+    EXPECT_OK(response);
+    return response.ok() ? *response : v1::GetTraceResponse{};
+  }
+  v1::ReadFlaggedFeedResponse Feed(int64_t after, const std::string& project = "p1") {
+    v1::ReadFlaggedFeedRequest request;
+    request.set_after_sequence(after);
+    request.set_max_items(1000);
+    absl::StatusOr<v1::ReadFlaggedFeedResponse> response = logic_->ReadFlaggedFeed(project, request);
+    EXPECT_OK(response);
+    return response.ok() ? *response : v1::ReadFlaggedFeedResponse{};
+  }
+
+  Logger logger_{"test", Logger::Level::kError};
+  std::unique_ptr<TestDatabase> db_;
+  std::unique_ptr<db::ConnectionPool> pool_;
+  std::unique_ptr<PgCaptureRepository> repository_;
+  std::unique_ptr<CaptureLogic> logic_;
+  std::unique_ptr<Labeler> labeler_;
+  absl::Time now_;
+};
+
+TEST_F(CaptureDbTest, SameTraceTwiceIsDuplicateAndDifferentContentIsAlreadyExists) {
+  const v1::Trace trace = MakeTrace("t1", "s1", now_ - absl::Minutes(1));
+  EXPECT_EQ(WriteTrace(trace), common::v1::ITEM_OUTCOME_ACCEPTED);
+  EXPECT_EQ(WriteTrace(trace), common::v1::ITEM_OUTCOME_DUPLICATE);
+  v1::Trace changed = trace;
+  changed.set_output("something else");
+  CaptureLogic::IngestOutcome outcome = Write("p1", {ItemRef{&changed, nullptr}});
+  EXPECT_EQ(outcome.results[0].result().outcome(), common::v1::ITEM_OUTCOME_REJECTED);
+  EXPECT_EQ(outcome.results[0].result().code(), static_cast<int>(absl::StatusCode::kAlreadyExists));
+  EXPECT_EQ(Get("t1").trace().output(), trace.output());
+}
+
+TEST_F(CaptureDbTest, RepeatedIdsInOneBatchAreDuplicateOrAlreadyExistsInOrder) {
+  const v1::Trace first = MakeTrace("t1", "s1", now_ - absl::Minutes(1));
+  v1::Trace different = first;
+  different.set_output("changed");
+  CaptureLogic::IngestOutcome outcome =
+      Write("p1", {ItemRef{&first, nullptr}, ItemRef{&first, nullptr}, ItemRef{&different, nullptr}});
+  EXPECT_EQ(outcome.results[0].result().outcome(), common::v1::ITEM_OUTCOME_ACCEPTED);
+  EXPECT_EQ(outcome.results[1].result().outcome(), common::v1::ITEM_OUTCOME_DUPLICATE);
+  EXPECT_EQ(outcome.results[2].result().outcome(), common::v1::ITEM_OUTCOME_REJECTED);
+  EXPECT_EQ(outcome.counts.accepted(), 1);
+  EXPECT_EQ(outcome.counts.duplicate(), 1);
+  EXPECT_EQ(outcome.counts.rejected(), 1);
+}
+
+TEST_F(CaptureDbTest, BadItemIsRejectedAloneAndTheRestOfTheBatchIsStored) {
+  const v1::Trace good = MakeTrace("good", "", now_ - absl::Minutes(1));
+  v1::Trace bad = MakeTrace("bad", "", now_ + absl::Hours(1));  // far in the future
+  CaptureLogic::IngestOutcome outcome = Write("p1", {ItemRef{&bad, nullptr}, ItemRef{&good, nullptr}});
+  EXPECT_EQ(outcome.results[0].result().outcome(), common::v1::ITEM_OUTCOME_REJECTED);
+  EXPECT_EQ(outcome.results[0].result().code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(outcome.results[0].result().field(), "start_time");
+  EXPECT_EQ(outcome.results[1].result().outcome(), common::v1::ITEM_OUTCOME_ACCEPTED);
+  v1::GetTraceRequest request;
+  request.set_trace_id("bad");
+  EXPECT_THAT(logic_->GetTrace("p1", request), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(CaptureDbTest, SignalBeforeItsTraceIsKeptAndJoinedWhenTheTraceArrives) {
+  const v1::Signal down = Thumb("e1", "t1", v1::THUMB_DOWN, now_ - absl::Seconds(30));
+  CaptureLogic::IngestOutcome early = Write("p1", {ItemRef{nullptr, &down}});
+  EXPECT_EQ(early.results[0].result().outcome(), common::v1::ITEM_OUTCOME_ACCEPTED);
+  EXPECT_FALSE(early.trace_received[0]);
+  EXPECT_EQ(Label().traces_missing, 1);
+  EXPECT_EQ(Feed(0).entries_size(), 0);
+
+  EXPECT_EQ(WriteTrace(MakeTrace("t1", "s1", now_ - absl::Minutes(1))),
+            common::v1::ITEM_OUTCOME_ACCEPTED);
+  Label();
+  const v1::GetTraceResponse trace = Get("t1");
+  ASSERT_EQ(trace.signals_size(), 1);
+  EXPECT_TRUE(trace.trace().label().flagged());
+  EXPECT_NEAR(trace.trace().label().quality_score(), 0.2, 0.01);
+  ASSERT_EQ(trace.trace().label().reasons_size(), 1);
+  EXPECT_EQ(trace.trace().label().reasons(0).rule_id(), "thumbs_down");
+  const v1::ReadFlaggedFeedResponse feed = Feed(0);
+  ASSERT_EQ(feed.entries_size(), 1);
+  EXPECT_EQ(feed.entries(0).sequence(), 1);
+  EXPECT_EQ(feed.entries(0).trace_id(), "t1");
+  EXPECT_EQ(feed.entries(0).trace().input_text(), "How do I reset my password?");
+  EXPECT_EQ(trace.trace().label().feed_sequence(), 1);
+}
+
+TEST_F(CaptureDbTest, ChangedMindUnflagsTheTraceAndTheFeedSaysSo) {
+  WriteTrace(MakeTrace("t1", "", now_ - absl::Minutes(5)));
+  WriteSignal(Thumb("e1", "t1", v1::THUMB_DOWN, now_ - absl::Minutes(4)));
+  Label();
+  WriteSignal(Thumb("e2", "t1", v1::THUMB_UP, now_ - absl::Minutes(3)));
+  Label();
+  const v1::ReadFlaggedFeedResponse feed = Feed(0);
+  ASSERT_EQ(feed.entries_size(), 2);
+  EXPECT_EQ(feed.entries(0).entry_type(), v1::FLAGGED_FEED_ENTRY_TYPE_FLAGGED);
+  EXPECT_EQ(feed.entries(1).entry_type(), v1::FLAGGED_FEED_ENTRY_TYPE_UNFLAGGED);
+  EXPECT_FALSE(feed.entries(1).has_trace());
+  EXPECT_EQ(feed.high_water_mark(), 2);
+  EXPECT_FALSE(Get("t1").trace().label().flagged());
+  EXPECT_EQ(Get("t1").trace().label().feed_sequence(), 2);
+}
+
+TEST_F(CaptureDbTest, SimilarNextInputMarksTheEarlierTraceRephrased) {
+  WriteTrace(MakeTrace("t1", "s1", now_ - absl::Minutes(3), "how do I reset my password"));
+  WriteTrace(MakeTrace("t2", "s1", now_ - absl::Minutes(2), "how can I reset my account password"));
+  Label();
+  const v1::GetTraceResponse first = Get("t1");
+  bool rephrased = false;
+  for (const auto& derived : first.derived_signals()) {
+    if (derived.signal_kind() == v1::SIGNAL_KIND_DERIVED_REPHRASE) {
+      rephrased = true;
+      EXPECT_EQ(derived.rephrase().next_trace_id(), "t2");
+      EXPECT_GE(derived.rephrase().similarity(), 0.7);
+    }
+  }
+  EXPECT_TRUE(rephrased);
+  EXPECT_TRUE(first.trace().label().flagged());
+  EXPECT_FALSE(Get("t2").trace().label().flagged());
+}
+
+TEST_F(CaptureDbTest, IdleSessionIsSweptAndItsLastTraceAbandoned) {
+  WriteTrace(MakeTrace("t1", "s1", now_ - absl::Minutes(1)));
+  Label();
+  EXPECT_EQ(Get("t1").derived_signals_size(), 0);  // the session is still active
+  ASSERT_OK_AND_ASSIGN(int early, repository_->SweepIdleSessions(absl::Minutes(30), 100));
+  EXPECT_EQ(early, 0);
+  {
+    // An hour passes without activity.
+    pqxx::connection connection(db_->conninfo());
+    pqxx::work tx(connection);
+    tx.exec("UPDATE capture.session_activity SET last_activity = last_activity - "
+            "interval '1 hour'");
+    tx.commit();
+  }
+  ASSERT_OK_AND_ASSIGN(int swept, repository_->SweepIdleSessions(absl::Minutes(30), 100));
+  EXPECT_EQ(swept, 1);
+  Label();
+  const v1::GetTraceResponse trace = Get("t1");
+  ASSERT_EQ(trace.derived_signals_size(), 1);
+  EXPECT_EQ(trace.derived_signals(0).signal_kind(), v1::SIGNAL_KIND_DERIVED_ABANDONMENT);
+  EXPECT_EQ(trace.derived_signals(0).abandonment().session_turns(), 1);
+  EXPECT_NEAR(trace.trace().label().quality_score(), 0.4, 0.01);
+  EXPECT_FALSE(trace.trace().label().flagged());
+}
+
+TEST_F(CaptureDbTest, AnotherProjectsTraceIsNotFoundAndItsIdIsADifferentTrace) {
+  WriteTrace(MakeTrace("t1", "", now_ - absl::Minutes(1)), "alpha");
+  v1::GetTraceRequest request;
+  request.set_trace_id("t1");
+  EXPECT_THAT(logic_->GetTrace("beta", request), StatusIs(absl::StatusCode::kNotFound));
+  v1::Trace other = MakeTrace("t1", "", now_ - absl::Minutes(1));
+  other.set_output("beta's own answer");
+  EXPECT_EQ(WriteTrace(other, "beta"), common::v1::ITEM_OUTCOME_ACCEPTED);
+  EXPECT_EQ(Get("t1", "alpha").trace().output(),
+            "Open settings, choose Security, then Reset password.");
+  EXPECT_EQ(Get("t1", "beta").trace().output(), "beta's own answer");
+}
+
+TEST_F(CaptureDbTest, PublicKeysWriteOnlyUserTraceSignals) {
+  const v1::Trace trace = MakeTrace("t1", "s1", now_ - absl::Minutes(1));
+  CaptureLogic::IngestOutcome traced = Write("p1", {ItemRef{&trace, nullptr}}, true);
+  EXPECT_EQ(traced.results[0].result().code(),
+            static_cast<int>(absl::StatusCode::kPermissionDenied));
+  v1::Signal session_signal;
+  session_signal.set_event_id("e1");
+  session_signal.set_session_id("s1");
+  session_signal.set_user_id("user-1");
+  session_signal.mutable_outcome()->set_name("resolved");
+  session_signal.mutable_outcome()->set_status(v1::OUTCOME_STATUS_SUCCESS);
+  EXPECT_EQ(Write("p1", {ItemRef{nullptr, &session_signal}}, true).results[0].result().code(),
+            static_cast<int>(absl::StatusCode::kPermissionDenied));
+  const v1::Signal thumb = Thumb("e2", "t1", v1::THUMB_UP, now_);
+  EXPECT_EQ(Write("p1", {ItemRef{nullptr, &thumb}}, true).results[0].result().outcome(),
+            common::v1::ITEM_OUTCOME_ACCEPTED);
+}
+
+TEST_F(CaptureDbTest, PersonalDataIsRedactedBeforeStorageAndCounted) {
+  v1::Trace trace = MakeTrace("t1", "", now_ - absl::Minutes(1));
+  trace.set_output("Write to jane.doe@example.com or call +1 415 555 0100.");
+  CaptureLogic::IngestOutcome outcome = Write("p1", {ItemRef{&trace, nullptr}});
+  EXPECT_EQ(outcome.results[0].redactions().by_detector().at("email"), 1);
+  EXPECT_GE(outcome.counts.redactions(), 2);
+  const std::string stored = Get("t1").trace().output();
+  EXPECT_EQ(stored.find("jane.doe"), std::string::npos);
+  EXPECT_NE(stored.find("[REDACTED:email]"), std::string::npos);
+  // Nothing of the raw text reached the table either.
+  pqxx::connection connection(db_->conninfo());
+  pqxx::work tx(connection);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM capture.traces WHERE position('jane.doe' in "
+                     "encode(payload, 'escape')) > 0")[0]
+                .as<int>(),
+            0);
+}
+
+TEST_F(CaptureDbTest, ListTracesPagesWithoutGapsAndFiltersFlagged) {
+  for (int i = 0; i < 5; ++i) {
+    WriteTrace(MakeTrace(absl::StrCat("t", i), "", now_ - absl::Minutes(10 - i)));
+  }
+  WriteSignal(Thumb("e1", "t3", v1::THUMB_DOWN, now_));
+  Label();
+  v1::ListTracesRequest request;
+  request.set_page_size(2);
+  std::vector<std::string> seen;
+  for (int page = 0; page < 10; ++page) {
+    ASSERT_OK_AND_ASSIGN(v1::ListTracesResponse response, logic_->ListTraces("p1", request));
+    for (const auto& trace : response.traces()) seen.push_back(trace.trace_id());
+    if (response.next_page_token().empty()) break;
+    request.set_page_token(response.next_page_token());
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"t4", "t3", "t2", "t1", "t0"}));
+
+  v1::ListTracesRequest flagged;
+  flagged.set_flagged_only(true);
+  ASSERT_OK_AND_ASSIGN(v1::ListTracesResponse only, logic_->ListTraces("p1", flagged));
+  ASSERT_EQ(only.traces_size(), 1);
+  EXPECT_EQ(only.traces(0).trace_id(), "t3");
+
+  // A token only works with the filters it was issued for.
+  v1::ListTracesRequest first;
+  first.set_page_size(1);
+  ASSERT_OK_AND_ASSIGN(v1::ListTracesResponse page, logic_->ListTraces("p1", first));
+  flagged.set_page_token(page.next_page_token());
+  EXPECT_THAT(logic_->ListTraces("p1", flagged), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(CaptureDbTest, SessionSignalsAreListedWithTheirTraces) {
+  WriteTrace(MakeTrace("t1", "s1", now_ - absl::Minutes(3)));
+  WriteSignal(Thumb("e1", "t1", v1::THUMB_UP, now_ - absl::Minutes(2)));
+  v1::Signal resolved;
+  resolved.set_event_id("e2");
+  resolved.set_session_id("s1");
+  resolved.mutable_outcome()->set_name("ticket_resolved");
+  resolved.mutable_outcome()->set_status(v1::OUTCOME_STATUS_SUCCESS);
+  *resolved.mutable_occur_time() = ToProto(now_ - absl::Minutes(1));
+  WriteSignal(resolved);
+  v1::ListSignalsRequest request;
+  request.set_session_id("s1");
+  ASSERT_OK_AND_ASSIGN(v1::ListSignalsResponse response, logic_->ListSignals("p1", request));
+  ASSERT_EQ(response.signals_size(), 2);
+  EXPECT_EQ(response.signals(0).event_id(), "e1");
+  EXPECT_EQ(response.signals(1).signal_kind(), v1::SIGNAL_KIND_OUTCOME);
+  Label();
+  // The session-level success reaches the trace's label, scaled by session_signal_factor.
+  EXPECT_GT(Get("t1").trace().label().quality_score(), 0.7);
+}
+
+// Writers and two labelers run concurrently while a reader follows the feed: every flagged
+// trace appears exactly once, sequences are dense, and the reader never sees a gap.
+TEST_F(CaptureDbTest, FeedIsDenseAndGapFreeUnderConcurrentWritersAndLabelers) {
+  constexpr int kWriters = 4;
+  constexpr int kTracesPerWriter = 60;
+  std::atomic<bool> writing{true};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kTracesPerWriter; i += 3) {
+        std::vector<v1::Trace> traces;
+        std::vector<v1::Signal> signals;
+        for (int k = i; k < i + 3; ++k) {
+          const std::string id = absl::StrCat("w", w, "-", k);
+          traces.push_back(MakeTrace(id, "", now_ - absl::Minutes(5)));
+          // One user per trace: a single user's 240 identical thumbs would be down-weighted.
+          signals.push_back(Thumb(absl::StrCat("e-", id), id, v1::THUMB_DOWN, now_, id));
+        }
+        std::vector<ItemRef> items;
+        for (const auto& trace : traces) items.push_back(ItemRef{&trace, nullptr});
+        for (const auto& signal : signals) items.push_back(ItemRef{nullptr, &signal});
+        absl::StatusOr<CaptureLogic::IngestOutcome> outcome = logic_->Ingest(Writer{"p1"}, items);
+        ASSERT_OK(outcome);
+        EXPECT_EQ(outcome->counts.accepted(), 6) << outcome->results[3].DebugString();
+      }
+    });
+  }
+  Labeler second(repository_.get(), &logger_);
+  auto label_loop = [&](Labeler* labeler) {
+    while (writing.load()) {
+      EXPECT_OK(labeler->RunOnce(absl::Now()));
+    }
+  };
+  std::thread labeler_a(label_loop, labeler_.get());
+  std::thread labeler_b(label_loop, &second);
+  std::vector<int64_t> observed;
+  std::thread reader([&] {
+    int64_t after = 0;
+    while (writing.load() || after < kWriters * kTracesPerWriter) {
+      v1::ReadFlaggedFeedRequest request;
+      request.set_after_sequence(after);
+      request.set_max_items(50);
+      absl::StatusOr<v1::ReadFlaggedFeedResponse> page = logic_->ReadFlaggedFeed("p1", request);
+      ASSERT_OK(page);
+      for (const auto& entry : page->entries()) {
+        observed.push_back(entry.sequence());
+        after = entry.sequence();
+      }
+      if (!writing.load() && page->entries_size() == 0) break;
+    }
+  });
+  for (auto& thread : threads) thread.join();
+  writing = false;
+  labeler_a.join();
+  labeler_b.join();
+  Label();  // drain what is left
+  reader.join();
+  const v1::ReadFlaggedFeedResponse feed = Feed(0);
+  ASSERT_EQ(feed.entries_size(), kWriters * kTracesPerWriter);
+  std::set<std::string> traces;
+  for (int i = 0; i < feed.entries_size(); ++i) {
+    EXPECT_EQ(feed.entries(i).sequence(), i + 1);
+    EXPECT_EQ(feed.entries(i).entry_type(), v1::FLAGGED_FEED_ENTRY_TYPE_FLAGGED);
+    traces.insert(feed.entries(i).trace_id());
+  }
+  EXPECT_EQ(traces.size(), static_cast<size_t>(kWriters * kTracesPerWriter));
+  for (size_t i = 0; i < observed.size(); ++i) {
+    EXPECT_EQ(observed[i], static_cast<int64_t>(i + 1)) << "reader saw a gap";
+  }
+}
+
+TEST_F(CaptureDbTest, DatabaseDownIsUnavailableAndNothingIsPartlyStored) {
+  db::ConnectionPool dead({"host=127.0.0.1 port=1 connect_timeout=1", 2, absl::Seconds(1)});
+  PgCaptureRepository repository(&dead, &logger_);
+  CaptureLogic logic(&repository);
+  const v1::Trace trace = MakeTrace("t1", "", now_ - absl::Minutes(1));
+  EXPECT_THAT(logic.Ingest(Writer{"p1"}, {ItemRef{&trace, nullptr}}),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+}  // namespace
+}  // namespace flywheel::capture
