@@ -3,6 +3,8 @@
 #include <re2/re2.h>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -25,6 +27,32 @@ bool LuhnValid(const std::string& match) {
     ++digits;
   }
   return digits >= 13 && digits <= 19 && sum % 10 == 0;
+}
+
+// The card number inside a run of digit groups whose whole fails Luhn. The card pattern is
+// greedy, so a card next to other digits ("4111111111111111 12/27", "ref 12 4111 1111 ...")
+// matches as one longer run: try the runs of whole groups with 13-19 digits, leftmost start
+// and longest first. Returns {offset, length} within `match`, or {0, 0} if there is none.
+std::pair<size_t, size_t> CardWithin(const std::string& match) {
+  std::vector<std::pair<size_t, size_t>> groups;  // [begin, end) of each digit group
+  for (size_t i = 0; i < match.size();) {
+    if (match[i] < '0' || match[i] > '9') {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < match.size() && match[j] >= '0' && match[j] <= '9') ++j;
+    groups.emplace_back(i, j);
+    i = j;
+  }
+  for (size_t first = 0; first < groups.size(); ++first) {
+    for (size_t last = groups.size(); last-- > first;) {
+      const std::string candidate =
+          match.substr(groups[first].first, groups[last].second - groups[first].first);
+      if (LuhnValid(candidate)) return {groups[first].first, candidate.size()};
+    }
+  }
+  return {0, 0};
 }
 
 // Long tokens count as secrets only when they look random: letters and digits mixed, and high
@@ -69,7 +97,7 @@ const BuiltinSpec kBuiltins[] = {
      R"(\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b|\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\b|\b(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?\b)",
      nullptr},
     {v1::BUILTIN_DETECTOR_PHONE, "phone",
-     R"((?:\+\d{1,3}[ .\-]?)?(?:\(\d{2,4}\)[ .\-]?|\b\d{2,4}[ .\-])\d{3,4}[ .\-]?\d{3,4}\b)", nullptr},
+     R"(\+[1-9]\d{7,14}\b|(?:\+\d{1,3}[ .\-]?)?(?:\(\d{2,4}\)[ .\-]?|\b\d{2,4}[ .\-])\d{3,4}[ .\-]?\d{3,4}\b)", nullptr},
 };
 
 }  // namespace
@@ -126,14 +154,21 @@ void Redactor::Redact(std::string* text, v1::RedactionCounts* counts) const {
     size_t copied = 0;  // end of the text already copied to `out`
     while (position <= text->size() &&
            detector.pattern->Match(input, position, text->size(), RE2::UNANCHORED, &match, 1)) {
-      const size_t start = static_cast<size_t>(match.data() - text->data());
-      const size_t end = start + match.size();
+      size_t start = static_cast<size_t>(match.data() - text->data());
+      size_t end = start + match.size();
       if (match.empty()) {
         position = end + 1;
         continue;
       }
       position = end;
-      if (detector.accept != nullptr && !detector.accept(std::string(match))) continue;
+      if (detector.accept != nullptr && !detector.accept(std::string(match))) {
+        if (detector.accept != &LuhnValid) continue;
+        const auto [offset, length] = CardWithin(std::string(match));
+        if (length == 0) continue;
+        start += offset;
+        end = start + length;
+        position = end;
+      }
       out.append(*text, copied, start - copied);
       absl::StrAppend(&out, "[REDACTED:", detector.name, "]");
       copied = end;

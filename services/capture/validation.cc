@@ -277,10 +277,14 @@ std::optional<FieldError> ValidateSignal(const v1::Signal& signal,
         return TooLarge("explicit_feedback.reason_categories", "at most 10");
       }
       for (int i = 0; i < feedback.reason_categories_size(); ++i) {
-        if (auto e = CheckId(feedback.reason_categories(i),
-                             absl::StrCat("explicit_feedback.reason_categories[", i, "]"), true,
-                             kMaxShortNameBytes)) {
+        const std::string field = absl::StrCat("explicit_feedback.reason_categories[", i, "]");
+        if (auto e = CheckId(feedback.reason_categories(i), field, true, kMaxShortNameBytes)) {
           return e;
+        }
+        for (int j = 0; j < i; ++j) {
+          if (feedback.reason_categories(j) == feedback.reason_categories(i)) {
+            return Invalid(field, "reason categories must be unique");
+          }
         }
       }
       break;
@@ -343,7 +347,9 @@ std::optional<FieldError> ValidateSignal(const v1::Signal& signal,
           if (auto e = CheckDuration(implicit.dwell().duration(), "implicit_signal.dwell.duration")) {
             return e;
           }
-          if (implicit.dwell().duration().seconds() > 24 * 3600) {
+          if (implicit.dwell().duration().seconds() > 24 * 3600 ||
+              (implicit.dwell().duration().seconds() == 24 * 3600 &&
+               implicit.dwell().duration().nanos() > 0)) {
             return Invalid("implicit_signal.dwell.duration", "at most 24 h");
           }
           if (implicit.dwell().next_action().size() > kMaxShortNameBytes) {
