@@ -23,6 +23,9 @@ CREATE TABLE capture.traces (
 );
 -- Newest-first listing and time windows.
 CREATE INDEX traces_by_start ON capture.traces (project_id, start_time DESC, trace_id DESC);
+-- Per-user history (tenure in the survivorship audit).
+CREATE INDEX traces_by_user ON capture.traces (project_id, user_id, start_time)
+  WHERE user_id <> '';
 -- Session context for derivation (consecutive traces of a session).
 CREATE INDEX traces_by_session ON capture.traces (project_id, session_id, start_time)
   WHERE session_id <> '';
@@ -73,6 +76,8 @@ CREATE TABLE capture.trace_labels (
   rule_set_version bigint      NOT NULL,
   label_time       timestamptz NOT NULL,
   feed_sequence    bigint      NOT NULL DEFAULT 0,
+  -- Some reason has an implicit or derived kind and a non-abstain vote (survivorship audit).
+  implicit_evidence boolean    NOT NULL DEFAULT false,
   payload          bytea       NOT NULL,
   PRIMARY KEY (project_id, trace_id)
 );
@@ -137,3 +142,46 @@ CREATE TABLE capture.redaction_configs (
   payload    bytea       NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Background relabeling jobs (Relabel RPC): one pending or running job per project; progress
+-- is checkpointed by (cursor_start, cursor_trace_id) so a restarted worker resumes.
+CREATE TABLE capture.relabel_jobs (
+  project_id        text        NOT NULL,
+  job_id            text        NOT NULL,
+  request_id        text        NOT NULL,
+  request_sha256    bytea       NOT NULL,
+  rule_set_version  bigint      NOT NULL,
+  window_start      timestamptz NOT NULL,
+  window_end        timestamptz NOT NULL,
+  dry_run           boolean     NOT NULL,
+  state             smallint    NOT NULL,
+  traces_total      bigint      NOT NULL DEFAULT 0,
+  traces_processed  bigint      NOT NULL DEFAULT 0,
+  flagged_before    bigint      NOT NULL DEFAULT 0,
+  flagged_after     bigint      NOT NULL DEFAULT 0,
+  newly_flagged     bigint      NOT NULL DEFAULT 0,
+  unflagged         bigint      NOT NULL DEFAULT 0,
+  cursor_start      timestamptz,
+  cursor_trace_id   text        NOT NULL DEFAULT '',
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  started_at        timestamptz,
+  finished_at       timestamptz,
+  error_message     text        NOT NULL DEFAULT '',
+  PRIMARY KEY (project_id, job_id)
+);
+CREATE UNIQUE INDEX relabel_jobs_by_request ON capture.relabel_jobs (project_id, request_id);
+CREATE UNIQUE INDEX relabel_jobs_one_active ON capture.relabel_jobs (project_id)
+  WHERE state IN (1, 2);
+
+-- Preference pairs from settled regenerate chains (rejected earlier answer, chosen final one).
+CREATE TABLE capture.preference_pairs (
+  project_id        text        NOT NULL,
+  pair_id           text        NOT NULL,
+  rejected_trace_id text        NOT NULL,
+  chosen_trace_id   text        NOT NULL,
+  session_id        text        NOT NULL,
+  feature_area      text        NOT NULL DEFAULT '',
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (project_id, pair_id)
+);
+CREATE INDEX preference_pairs_by_time ON capture.preference_pairs (project_id, created_at, pair_id);

@@ -397,6 +397,197 @@ TEST_F(CaptureDbTest, FeedIsDenseAndGapFreeUnderConcurrentWritersAndLabelers) {
   }
 }
 
+TEST_F(CaptureDbTest, RuleSetUpdateIsVersionedAndRelabelAppliesItToHistory) {
+  WriteTrace(MakeTrace("t1", "", now_ - absl::Minutes(30)));
+  v1::Signal rating;
+  rating.set_event_id("e1");
+  rating.set_trace_id("t1");
+  rating.set_user_id("user-1");
+  rating.mutable_explicit_feedback()->set_rating(3);
+  *rating.mutable_occur_time() = ToProto(now_ - absl::Minutes(20));
+  WriteSignal(rating);
+  Label();
+  EXPECT_FALSE(Get("t1").trace().label().flagged());
+
+  v1::UpdateLabelRuleSetRequest update;
+  update.set_base_version(1);
+  update.mutable_update_mask()->add_paths("rules");
+  *update.mutable_rule_set()->mutable_rules() = DefaultRuleSet().rules();
+  v1::LabelRule* mid = update.mutable_rule_set()->add_rules();
+  mid->set_rule_id("rating_mid");
+  mid->mutable_match()->set_signal_kind(v1::SIGNAL_KIND_RATING);
+  mid->mutable_match()->mutable_rating()->set_min(3);
+  mid->mutable_match()->mutable_rating()->set_max(3);
+  mid->set_vote(v1::LABEL_VOTE_FAILURE);
+  mid->set_weight(5);
+  ASSERT_OK_AND_ASSIGN(v1::LabelRuleSet v2, logic_->UpdateLabelRuleSet("p1", update));
+  EXPECT_EQ(v2.version(), 2);
+  EXPECT_EQ(v2.base_version(), 1);
+  // Retrying the same update is safe; a different one on the old base is ABORTED.
+  ASSERT_OK_AND_ASSIGN(v1::LabelRuleSet again, logic_->UpdateLabelRuleSet("p1", update));
+  EXPECT_EQ(again.version(), 2);
+  v1::UpdateLabelRuleSetRequest stale = update;
+  stale.mutable_rule_set()->mutable_rules(0)->set_weight(9);
+  EXPECT_THAT(logic_->UpdateLabelRuleSet("p1", stale), StatusIs(absl::StatusCode::kAborted));
+  v1::UpdateLabelRuleSetRequest invalid = update;
+  invalid.set_base_version(2);
+  invalid.mutable_rule_set()->mutable_rules(0)->set_weight(0);
+  EXPECT_THAT(logic_->UpdateLabelRuleSet("p1", invalid),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  v1::ListLabelRuleSetVersionsRequest list;
+  ASSERT_OK_AND_ASSIGN(v1::ListLabelRuleSetVersionsResponse versions,
+                       logic_->ListLabelRuleSetVersions("p1", list));
+  ASSERT_EQ(versions.versions_size(), 2);
+  EXPECT_TRUE(versions.versions(0).current());
+  EXPECT_EQ(versions.versions(1).version(), 1);
+
+  v1::RelabelRequest relabel;
+  relabel.set_request_id("r1");
+  *relabel.mutable_time_range()->mutable_start_time() = ToProto(now_ - absl::Hours(1));
+  ASSERT_OK_AND_ASSIGN(v1::RelabelJob job, logic_->Relabel("p1", relabel));
+  EXPECT_EQ(job.rule_set_version(), 2);
+  ASSERT_OK_AND_ASSIGN(v1::RelabelJob same, logic_->Relabel("p1", relabel));
+  EXPECT_EQ(same.job_id(), job.job_id());
+  v1::RelabelRequest reused = relabel;
+  reused.set_dry_run(true);
+  EXPECT_THAT(logic_->Relabel("p1", reused), StatusIs(absl::StatusCode::kAlreadyExists));
+  ASSERT_OK(labeler_->RunRelabelSteps(absl::Now(), 10));
+  ASSERT_OK_AND_ASSIGN(v1::RelabelJob done, logic_->GetRelabelJob("p1", job.job_id()));
+  EXPECT_EQ(done.state(), v1::RELABEL_JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(done.traces_total(), 1);
+  EXPECT_EQ(done.traces_processed(), 1);
+  EXPECT_EQ(done.newly_flagged(), 1);
+  const v1::GetTraceResponse relabeled = Get("t1");
+  EXPECT_TRUE(relabeled.trace().label().flagged());
+  EXPECT_EQ(relabeled.trace().label().rule_set_version(), 2);
+  EXPECT_EQ(Feed(0).entries_size(), 1);
+  // The raw signal is untouched by relabeling.
+  ASSERT_EQ(relabeled.signals_size(), 1);
+  EXPECT_EQ(relabeled.signals(0).explicit_feedback().rating(), 3);
+}
+
+TEST_F(CaptureDbTest, RedactionConfigChangesApplyToItemsReceivedAfterwards) {
+  v1::UpdateRedactionConfigRequest update;
+  update.mutable_update_mask()->add_paths("custom_patterns");
+  update.mutable_update_mask()->add_paths("builtin_detectors");
+  auto* pattern = update.mutable_config()->add_custom_patterns();
+  pattern->set_name("ticket");
+  pattern->set_pattern("TICKET-[0-9]{6}");
+  pattern->set_enabled(true);
+  auto* email = update.mutable_config()->add_builtin_detectors();
+  email->set_detector(v1::BUILTIN_DETECTOR_EMAIL);
+  email->set_enabled(false);
+  update.set_expected_version(0);
+  ASSERT_OK_AND_ASSIGN(v1::RedactionConfig config, logic_->UpdateRedactionConfig("p1", update));
+  EXPECT_EQ(config.version(), 1);
+  EXPECT_THAT(logic_->UpdateRedactionConfig("p1", update), StatusIs(absl::StatusCode::kAborted));
+  v1::UpdateRedactionConfigRequest bad;
+  bad.mutable_update_mask()->add_paths("custom_patterns");
+  bad.mutable_config()->add_custom_patterns()->set_name("x");
+  bad.mutable_config()->mutable_custom_patterns(0)->set_pattern("(unclosed");
+  EXPECT_THAT(logic_->UpdateRedactionConfig("p1", bad), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  CaptureLogic fresh(repository_.get());  // a replica that has not cached the old settings
+  v1::Trace trace = MakeTrace("t1", "", now_ - absl::Minutes(1));
+  trace.set_output("See TICKET-123456, mail ops@example.com");
+  ASSERT_OK_AND_ASSIGN(CaptureLogic::IngestOutcome outcome,
+                       fresh.Ingest(Writer{"p1"}, {ItemRef{&trace, nullptr}}));
+  EXPECT_EQ(outcome.results[0].redactions().by_detector().at("custom:ticket"), 1);
+  const std::string stored = Get("t1").trace().output();
+  EXPECT_EQ(stored.find("TICKET-123456"), std::string::npos);
+  EXPECT_NE(stored.find("ops@example.com"), std::string::npos);  // e-mail detector disabled
+}
+
+TEST_F(CaptureDbTest, RegenerateChainYieldsPreferencePairsOnceTheSessionSettles) {
+  for (int i = 0; i < 3; ++i) {
+    v1::Trace attempt = MakeTrace(absl::StrCat("a", i), "s1", now_ - absl::Minutes(10 - i),
+                                  "write a haiku about autumn");
+    attempt.set_output(absl::StrCat("attempt ", i));
+    WriteTrace(attempt);
+  }
+  Label();
+  v1::ListPreferencePairsRequest request;
+  ASSERT_OK_AND_ASSIGN(v1::ListPreferencePairsResponse before,
+                       logic_->ListPreferencePairs("p1", request));
+  EXPECT_EQ(before.pairs_size(), 0);  // the chain has not settled yet
+  EXPECT_TRUE(Get("a0").trace().label().flagged());  // retried: the first answer failed
+  {
+    pqxx::connection connection(db_->conninfo());
+    pqxx::work tx(connection);
+    tx.exec("UPDATE capture.session_activity SET last_activity = last_activity - "
+            "interval '1 hour'");
+    tx.commit();
+  }
+  ASSERT_OK(repository_->SweepIdleSessions(absl::Minutes(30), 100));
+  Label();
+  ASSERT_OK_AND_ASSIGN(v1::ListPreferencePairsResponse pairs,
+                       logic_->ListPreferencePairs("p1", request));
+  ASSERT_EQ(pairs.pairs_size(), 2);
+  std::set<std::string> rejected;
+  for (const auto& pair : pairs.pairs()) {
+    EXPECT_EQ(pair.chosen_trace_id(), "a2");
+    EXPECT_EQ(pair.chosen_output(), "attempt 2");
+    EXPECT_EQ(pair.prompt().prompt(), "write a haiku about autumn");
+    rejected.insert(pair.rejected_trace_id());
+  }
+  EXPECT_EQ(rejected, (std::set<std::string>{"a0", "a1"}));
+  // Labeling the session again builds no duplicates.
+  ASSERT_OK(repository_->SweepIdleSessions(absl::Minutes(30), 100));
+  Label();
+  ASSERT_OK_AND_ASSIGN(v1::ListPreferencePairsResponse again,
+                       logic_->ListPreferencePairs("p1", request));
+  EXPECT_EQ(again.pairs_size(), 2);
+}
+
+TEST_F(CaptureDbTest, SurvivorshipAuditShowsRatersAreNotLikeEveryone) {
+  // One long-tenure power user rates everything; four casual users never rate.
+  v1::Trace old = MakeTrace("old", "", now_ - absl::Hours(24 * 60));
+  old.set_user_id("power");
+  WriteTrace(old);
+  const char* kQuestions[] = {"sort a list in python",     "what is the capital of peru",
+                              "explain tcp handshakes",    "best pizza dough recipe",
+                              "how tall is mount everest", "translate hello to german"};
+  for (int i = 0; i < 6; ++i) {
+    // Unrelated questions: no retries or rephrases within the power user's sessions.
+    v1::Trace trace = MakeTrace(absl::StrCat("p", i), absl::StrCat("ps", i / 2),
+                                now_ - absl::Hours(2) + absl::Minutes(i), kQuestions[i]);
+    trace.set_user_id("power");
+    trace.set_feature_area("code");
+    WriteTrace(trace);
+    WriteSignal(Thumb(absl::StrCat("pe", i), trace.trace_id(), v1::THUMB_DOWN, now_, "power"));
+  }
+  for (int u = 0; u < 4; ++u) {
+    v1::Trace trace = MakeTrace(absl::StrCat("c", u), absl::StrCat("cs", u), now_ - absl::Hours(1));
+    trace.set_user_id(absl::StrCat("casual", u));
+    WriteTrace(trace);
+    v1::Signal edit;
+    edit.set_event_id(absl::StrCat("ce", u));
+    edit.set_trace_id(trace.trace_id());
+    edit.mutable_implicit_signal()->mutable_edit()->set_edit_ratio(0.6);
+    WriteSignal(edit);
+  }
+  Label();
+  v1::GetSurvivorshipAuditRequest request;
+  *request.mutable_time_range()->mutable_start_time() = ToProto(now_ - absl::Hours(24));
+  *request.mutable_time_range()->mutable_end_time() = ToProto(now_ + absl::Minutes(1));
+  ASSERT_OK_AND_ASSIGN(v1::SurvivorshipAudit audit, logic_->GetSurvivorshipAudit("p1", request));
+  EXPECT_EQ(audit.traces(), 10);
+  EXPECT_EQ(audit.users(), 5);
+  EXPECT_EQ(audit.traces_with_explicit_feedback(), 6);
+  EXPECT_NEAR(audit.explicit_feedback_rate(), 0.6, 1e-9);
+  EXPECT_EQ(audit.thumbs_down(), 6);
+  EXPECT_EQ(audit.sessions(), 7);
+  EXPECT_EQ(audit.sessions_with_implicit_signal(), 4);  // the casual users' heavy edits
+  EXPECT_EQ(audit.raters().users(), 1);
+  EXPECT_EQ(audit.all_users().users(), 5);
+  EXPECT_GT(audit.raters().median_tenure_days(), audit.all_users().median_tenure_days());
+  ASSERT_GT(audit.skew_size(), 0);
+  EXPECT_FALSE(audit.skew_summary().empty());
+  request.mutable_time_range()->clear_end_time();
+  EXPECT_THAT(logic_->GetSurvivorshipAudit("p1", request),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST_F(CaptureDbTest, DatabaseDownIsUnavailableAndNothingIsPartlyStored) {
   db::ConnectionPool dead({"host=127.0.0.1 port=1 connect_timeout=1", 2, absl::Seconds(1)});
   PgCaptureRepository repository(&dead, &logger_);

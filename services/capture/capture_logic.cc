@@ -2,19 +2,24 @@
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/status/status_macros.h"
 #include "common/text/text.h"
 #include "services/capture/labeling.h"
+#include "services/capture/rules.h"
 #include "services/capture/validation.h"
 
 namespace flywheel::capture {
@@ -238,6 +243,12 @@ absl::StatusOr<CaptureLogic::IngestOutcome> CaptureLogic::Ingest(
       if (auto error = ValidateSignal(signal, context)) {
         results[i] = Rejected(i, signal.event_id(), v1::INGEST_ITEM_TYPE_SIGNAL, error->code,
                               error->field, error->reason);
+        continue;
+      }
+      if (!signal.user_id().empty() && settings->redactor->MatchesEntirely(signal.user_id())) {
+        results[i] = Rejected(i, signal.event_id(), v1::INGEST_ITEM_TYPE_SIGNAL,
+                              absl::StatusCode::kInvalidArgument, "user_id",
+                              "looks like personal data: send a pseudonymous id");
         continue;
       }
       if (signal.has_explicit_feedback()) {
@@ -568,6 +579,343 @@ absl::StatusOr<v1::RedactionConfig> CaptureLogic::GetRedactionConfig(const std::
   config.set_version(stored->version());
   *config.mutable_update_time() = stored->update_time();
   return config;
+}
+
+}  // namespace flywheel::capture
+
+namespace flywheel::capture {
+namespace {
+
+v1::CohortStats Cohort(const std::vector<const AuditUser*>& users, absl::Time window_end) {
+  v1::CohortStats stats;
+  stats.set_users(static_cast<int64_t>(users.size()));
+  if (users.empty()) return stats;
+  std::vector<double> tenure;
+  int64_t traces = 0, sessions = 0;
+  std::map<std::string, int64_t> areas;
+  for (const AuditUser* user : users) {
+    traces += user->traces;
+    sessions += user->sessions;
+    tenure.push_back(std::max(0.0, absl::ToDoubleHours(window_end - user->first_trace) / 24));
+    for (const auto& [area, count] : user->traces_by_area) areas[area] += count;
+  }
+  std::sort(tenure.begin(), tenure.end());
+  const size_t n = tenure.size();
+  stats.set_traces(traces);
+  stats.set_median_tenure_days(n % 2 ? tenure[n / 2] : (tenure[n / 2 - 1] + tenure[n / 2]) / 2);
+  double sum = 0;
+  for (double days : tenure) sum += days;
+  stats.set_mean_tenure_days(sum / static_cast<double>(n));
+  stats.set_sessions_per_user(static_cast<double>(sessions) / static_cast<double>(n));
+  stats.set_turns_per_session(sessions > 0 ? static_cast<double>(traces) / static_cast<double>(sessions)
+                                           : 0);
+  std::vector<std::pair<int64_t, std::string>> ordered;
+  for (const auto& [area, count] : areas) ordered.emplace_back(count, area);
+  std::sort(ordered.rbegin(), ordered.rend());
+  for (const auto& [count, area] : ordered) {
+    auto* share = stats.add_feature_area_mix();
+    share->set_feature_area(area);
+    share->set_traces(count);
+    share->set_share(static_cast<double>(count) / static_cast<double>(traces));
+  }
+  return stats;
+}
+
+v1::CaptureMaturity Maturity(double rate) {
+  if (rate > 0.5) return v1::CAPTURE_MATURITY_MATURE;
+  if (rate >= 0.25) return v1::CAPTURE_MATURITY_HEALTHY;
+  if (rate >= 0.10) return v1::CAPTURE_MATURITY_BUILDING;
+  return v1::CAPTURE_MATURITY_CAPTURE_ONLY;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::LabelRuleSet> CaptureLogic::UpdateLabelRuleSet(
+    const std::string& project_id, const v1::UpdateLabelRuleSetRequest& request) {
+  if (request.base_version() <= 0) return absl::InvalidArgumentError("base_version: required");
+  ASSIGN_OR_RETURN(std::optional<v1::LabelRuleSet> stored, repository_->GetRuleSet(project_id, 0));
+  const v1::LabelRuleSet current = stored.has_value() ? *stored : DefaultRuleSet();
+  if (request.base_version() > current.version()) {
+    return absl::NotFoundError("base_version: no such version");
+  }
+  // Retry safety: the update already went through.
+  if (request.base_version() == current.base_version() && current.version() > 1) {
+    ASSIGN_OR_RETURN(v1::LabelRuleSet base, GetLabelRuleSet(project_id, current.base_version()));
+    absl::StatusOr<v1::LabelRuleSet> replay =
+        MergeRuleSet(base, request.rule_set(), request.update_mask());
+    if (replay.ok() && SameRuleContent(*replay, current)) return current;
+  }
+  if (request.base_version() != current.version()) {
+    return absl::AbortedError("base_version: not the current version; re-read and retry");
+  }
+  ASSIGN_OR_RETURN(v1::LabelRuleSet merged,
+                   MergeRuleSet(current, request.rule_set(), request.update_mask()));
+  RETURN_IF_ERROR(ValidateRuleSet(merged, current));
+  merged.set_version(current.version() + 1);
+  merged.set_base_version(current.version());
+  *merged.mutable_create_time() = ToProto(absl::Now());
+  RETURN_IF_ERROR(repository_->StoreRuleSet(project_id, merged));
+  ForgetSettings(project_id);
+  return merged;
+}
+
+absl::StatusOr<v1::ListLabelRuleSetVersionsResponse> CaptureLogic::ListLabelRuleSetVersions(
+    const std::string& project_id, const v1::ListLabelRuleSetVersionsRequest& request) {
+  if (request.page_size() < 0) return absl::InvalidArgumentError("page_size: must not be negative");
+  ASSIGN_OR_RETURN(std::vector<v1::LabelRuleSet> stored, repository_->ListRuleSets(project_id));
+  stored.push_back(DefaultRuleSet());  // version 1 always exists
+  const int64_t current = stored.front().version();
+  int64_t after = INT64_MAX;  // versions below this
+  const std::string hash = "rules";
+  if (!request.page_token().empty()) {
+    ASSIGN_OR_RETURN(std::vector<std::string> position, ParseToken(request.page_token(), hash, 1));
+    if (!absl::SimpleAtoi(position[0], &after)) {
+      return absl::InvalidArgumentError("page_token: malformed");
+    }
+  }
+  const int limit = PageSize(request.page_size(), 50, 1000);
+  v1::ListLabelRuleSetVersionsResponse response;
+  for (const v1::LabelRuleSet& set : stored) {
+    if (set.version() >= after) continue;
+    if (response.versions_size() == limit) {
+      response.set_next_page_token(MakeToken(
+          hash, {absl::StrCat(response.versions(response.versions_size() - 1).version())}));
+      break;
+    }
+    auto* version = response.add_versions();
+    version->set_version(set.version());
+    version->set_base_version(set.base_version());
+    version->set_rule_count(set.rules_size());
+    version->set_change_note(set.change_note());
+    *version->mutable_create_time() = set.create_time();
+    version->set_current(set.version() == current);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::RedactionConfig> CaptureLogic::UpdateRedactionConfig(
+    const std::string& project_id, const v1::UpdateRedactionConfigRequest& request) {
+  ASSIGN_OR_RETURN(v1::RedactionConfig current, GetRedactionConfig(project_id));
+  if (request.has_expected_version() && request.expected_version() != current.version()) {
+    return absl::AbortedError("expected_version: not the current version");
+  }
+  ASSIGN_OR_RETURN(v1::RedactionConfig merged,
+                   MergeRedactionConfig(current, request.config(), request.update_mask()));
+  merged.set_version(current.version() + 1);
+  *merged.mutable_update_time() = ToProto(absl::Now());
+  RETURN_IF_ERROR(repository_->StoreRedactionConfig(project_id, merged, current.version()));
+  ForgetSettings(project_id);
+  return merged;
+}
+
+absl::StatusOr<v1::RelabelJob> CaptureLogic::Relabel(const std::string& project_id,
+                                                     const v1::RelabelRequest& request) {
+  if (!IsValidId(request.request_id())) {
+    return absl::InvalidArgumentError("request_id: 1..128 bytes of A-Z a-z 0-9 . _ : -");
+  }
+  if (!request.time_range().has_start_time()) {
+    return absl::InvalidArgumentError("time_range.start_time: required");
+  }
+  const absl::Time now = absl::Now();
+  const absl::Time start = ToTime(request.time_range().start_time());
+  const absl::Time end =
+      request.time_range().has_end_time() ? ToTime(request.time_range().end_time()) : now;
+  if (end <= start) return absl::InvalidArgumentError("time_range: end_time must be after start_time");
+  if (end - start > absl::Hours(24 * 400)) {
+    return absl::InvalidArgumentError("time_range: at most 400 days");
+  }
+  if (request.rule_set_version() < 0) {
+    return absl::InvalidArgumentError("rule_set_version: must not be negative");
+  }
+  ASSIGN_OR_RETURN(v1::LabelRuleSet rules, GetLabelRuleSet(project_id, request.rule_set_version()));
+  StoredRelabelJob job;
+  job.project_id = project_id;
+  job.request_sha256 = ContentHash(request);
+  unsigned char random[12];
+  RAND_bytes(random, sizeof(random));
+  job.job.set_job_id("rj_" + absl::BytesToHexString(
+                                 absl::string_view(reinterpret_cast<char*>(random), sizeof(random))));
+  job.job.set_request_id(request.request_id());
+  job.job.set_rule_set_version(rules.version());
+  *job.job.mutable_time_range()->mutable_start_time() = ToProto(start);
+  *job.job.mutable_time_range()->mutable_end_time() = ToProto(end);
+  job.job.set_dry_run(request.dry_run());
+  ASSIGN_OR_RETURN(StoredRelabelJob stored, repository_->CreateRelabelJob(job));
+  return stored.job;
+}
+
+absl::StatusOr<v1::RelabelJob> CaptureLogic::GetRelabelJob(const std::string& project_id,
+                                                           const std::string& job_id) {
+  if (!IsValidId(job_id)) return absl::InvalidArgumentError("job_id: invalid id");
+  ASSIGN_OR_RETURN(std::optional<v1::RelabelJob> job, repository_->GetRelabelJob(project_id, job_id));
+  if (!job.has_value()) return absl::NotFoundError("job_id: no such job");
+  return *job;
+}
+
+absl::StatusOr<v1::ListPreferencePairsResponse> CaptureLogic::ListPreferencePairs(
+    const std::string& project_id, const v1::ListPreferencePairsRequest& request) {
+  if (request.page_size() < 0) return absl::InvalidArgumentError("page_size: must not be negative");
+  PairFilter filter;
+  if (request.time_range().has_start_time()) {
+    filter.created_after = ToTime(request.time_range().start_time());
+  }
+  if (request.time_range().has_end_time()) {
+    filter.created_before = ToTime(request.time_range().end_time());
+  }
+  if (filter.created_after && filter.created_before && *filter.created_before < *filter.created_after) {
+    return absl::InvalidArgumentError("time_range: end_time before start_time");
+  }
+  filter.feature_area = request.feature_area();
+  v1::ListPreferencePairsRequest key = request;
+  key.clear_page_token();
+  key.clear_page_size();
+  const std::string hash = FilterHash(key);
+  std::optional<PairCursor> after;
+  if (!request.page_token().empty()) {
+    ASSIGN_OR_RETURN(std::vector<std::string> position, ParseToken(request.page_token(), hash, 2));
+    int64_t micros = 0;
+    if (!absl::SimpleAtoi(position[0], &micros)) {
+      return absl::InvalidArgumentError("page_token: malformed");
+    }
+    after = PairCursor{absl::FromUnixMicros(micros), position[1]};
+  }
+  const int limit = PageSize(request.page_size(), 50, 500);
+  ASSIGN_OR_RETURN(std::vector<v1::PreferencePair> pairs,
+                   repository_->ListPreferencePairs(project_id, filter, after, limit + 1));
+  v1::ListPreferencePairsResponse response;
+  const bool more = pairs.size() > static_cast<size_t>(limit);
+  if (more) pairs.pop_back();
+  for (v1::PreferencePair& pair : pairs) *response.add_pairs() = std::move(pair);
+  if (more) {
+    const v1::PreferencePair& last = response.pairs(response.pairs_size() - 1);
+    response.set_next_page_token(MakeToken(
+        hash, {absl::StrCat(absl::ToUnixMicros(ToTime(last.create_time()))), last.pair_id()}));
+  }
+  return response;
+}
+
+absl::StatusOr<v1::SurvivorshipAudit> CaptureLogic::GetSurvivorshipAudit(
+    const std::string& project_id, const v1::GetSurvivorshipAuditRequest& request) {
+  if (!request.time_range().has_start_time() || !request.time_range().has_end_time()) {
+    return absl::InvalidArgumentError("time_range: both bounds are required");
+  }
+  const absl::Time start = ToTime(request.time_range().start_time());
+  const absl::Time end = ToTime(request.time_range().end_time());
+  if (end <= start) return absl::InvalidArgumentError("time_range: end_time must be after start_time");
+  if (end - start > absl::Hours(24 * 90)) {
+    return absl::InvalidArgumentError("time_range: at most 90 days");
+  }
+  if (request.feature_area().size() > kMaxNameBytes) {
+    return absl::InvalidArgumentError("feature_area: at most 128 bytes");
+  }
+  ASSIGN_OR_RETURN(AuditData data,
+                   repository_->AuditWindow(project_id, start, end, request.feature_area()));
+  v1::SurvivorshipAudit audit;
+  *audit.mutable_time_range() = request.time_range();
+  audit.set_feature_area(request.feature_area());
+  audit.set_traces(data.traces);
+  audit.set_sessions(data.sessions);
+  audit.set_users(data.users);
+  audit.set_traces_with_explicit_feedback(data.traces_with_explicit);
+  audit.set_explicit_feedback_rate(
+      data.traces > 0 ? static_cast<double>(data.traces_with_explicit) / data.traces : 0);
+  audit.set_thumbs_up(data.thumbs_up);
+  audit.set_thumbs_down(data.thumbs_down);
+  audit.set_ratings(data.ratings);
+  audit.set_comments_only(data.comments_only);
+  audit.set_sessions_with_implicit_signal(data.sessions_with_implicit);
+  const double rate =
+      data.sessions > 0 ? static_cast<double>(data.sessions_with_implicit) / data.sessions : 0;
+  audit.set_implicit_capture_rate(rate);
+  audit.set_maturity(Maturity(rate));
+  std::vector<const AuditUser*> raters, everyone;
+  for (const AuditUser& user : data.per_user) {
+    everyone.push_back(&user);
+    if (user.rater) raters.push_back(&user);
+  }
+  *audit.mutable_raters() = Cohort(raters, end);
+  *audit.mutable_all_users() = Cohort(everyone, end);
+  DescribeSkew(&audit);
+  *audit.mutable_compute_time() = ToProto(absl::Now());
+  return audit;
+}
+
+void CaptureLogic::DescribeSkew(v1::SurvivorshipAudit* audit) {
+  const v1::CohortStats& raters = audit->raters();
+  const v1::CohortStats& all = audit->all_users();
+  struct Candidate {
+    v1::SkewFinding finding;
+    double deviation;
+  };
+  std::vector<Candidate> candidates;
+  auto ratio_finding = [&](const std::string& dimension, double raters_value, double all_value,
+                           const std::string& what) {
+    const double ratio = all_value > 0 ? raters_value / all_value : 0;
+    if (all_value <= 0 || (ratio < 1.5 && ratio > 0.67)) return;
+    Candidate candidate;
+    candidate.finding.set_dimension(dimension);
+    candidate.finding.set_raters_value(raters_value);
+    candidate.finding.set_all_users_value(all_value);
+    candidate.finding.set_ratio(ratio);
+    candidate.finding.set_description(
+        absl::StrFormat("raters have %.1fx the %s of all users", ratio, what));
+    candidate.deviation = std::fabs(std::log(std::max(ratio, 1e-9)));
+    candidates.push_back(std::move(candidate));
+  };
+  if (raters.users() > 0) {
+    ratio_finding("median_tenure_days", raters.median_tenure_days(), all.median_tenure_days(),
+                  "median tenure");
+    ratio_finding("sessions_per_user", raters.sessions_per_user(), all.sessions_per_user(),
+                  "sessions per user");
+    ratio_finding("turns_per_session", raters.turns_per_session(), all.turns_per_session(),
+                  "turns per session");
+    std::map<std::string, double> all_share, rater_share;
+    for (const auto& share : all.feature_area_mix()) all_share[share.feature_area()] = share.share();
+    for (const auto& share : raters.feature_area_mix()) {
+      rater_share[share.feature_area()] = share.share();
+    }
+    for (const auto& [area, share] : all_share) {
+      const double mine = rater_share.count(area) ? rater_share[area] : 0;
+      if (std::fabs(mine - share) < 0.10) continue;
+      Candidate candidate;
+      candidate.finding.set_dimension("feature_area_share:" + area);
+      candidate.finding.set_raters_value(mine);
+      candidate.finding.set_all_users_value(share);
+      candidate.finding.set_ratio(share > 0 ? mine / share : 0);
+      candidate.finding.set_description(absl::StrFormat(
+          "%s is %.0f%% of raters' traces but %.0f%% of all traces",
+          area.empty() ? "(no feature area)" : area, 100 * mine, 100 * share));
+      candidate.deviation = std::fabs(mine - share) * 4;  // 10 pts ~ ratio 1.5
+      candidates.push_back(std::move(candidate));
+    }
+  }
+  std::sort(candidates.begin(), candidates.end(),
+            [](const Candidate& a, const Candidate& b) { return a.deviation > b.deviation; });
+  for (Candidate& candidate : candidates) *audit->add_skew() = std::move(candidate.finding);
+  std::string summary = absl::StrFormat(
+      "%.1f%% of traces got explicit feedback from %d of %d users; %.0f%% of sessions carry a "
+      "usable implicit signal (%s).",
+      100 * audit->explicit_feedback_rate(), static_cast<int>(raters.users()),
+      static_cast<int>(all.users()), 100 * audit->implicit_capture_rate(),
+      audit->maturity() == v1::CAPTURE_MATURITY_MATURE     ? "mature"
+      : audit->maturity() == v1::CAPTURE_MATURITY_HEALTHY  ? "healthy"
+      : audit->maturity() == v1::CAPTURE_MATURITY_BUILDING ? "building"
+                                                           : "capture only");
+  if (audit->skew_size() == 0) {
+    absl::StrAppend(&summary, " Raters look like the rest of the users on tenure, activity and "
+                              "feature mix.");
+  } else {
+    absl::StrAppend(&summary, " Raters are not representative: ", audit->skew(0).description(),
+                    audit->skew_size() > 1 ? absl::StrCat(", and ", audit->skew(1).description())
+                                           : std::string(),
+                    ". Weigh explicit feedback accordingly and lean on implicit signals.");
+  }
+  audit->set_skew_summary(summary);
+}
+
+void CaptureLogic::ForgetSettings(const std::string& project_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  settings_.erase(project_id);
 }
 
 }  // namespace flywheel::capture

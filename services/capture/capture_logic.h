@@ -61,6 +61,23 @@ class CaptureLogic {
       const std::string& project_id, const v1::ReadFlaggedFeedRequest& request);
   absl::StatusOr<v1::LabelRuleSet> GetLabelRuleSet(const std::string& project_id, int64_t version);
   absl::StatusOr<v1::RedactionConfig> GetRedactionConfig(const std::string& project_id);
+  absl::StatusOr<v1::LabelRuleSet> UpdateLabelRuleSet(const std::string& project_id,
+                                                      const v1::UpdateLabelRuleSetRequest& request);
+  absl::StatusOr<v1::ListLabelRuleSetVersionsResponse> ListLabelRuleSetVersions(
+      const std::string& project_id, const v1::ListLabelRuleSetVersionsRequest& request);
+  absl::StatusOr<v1::RedactionConfig> UpdateRedactionConfig(
+      const std::string& project_id, const v1::UpdateRedactionConfigRequest& request);
+  absl::StatusOr<v1::RelabelJob> Relabel(const std::string& project_id,
+                                         const v1::RelabelRequest& request);
+  absl::StatusOr<v1::RelabelJob> GetRelabelJob(const std::string& project_id,
+                                               const std::string& job_id);
+  absl::StatusOr<v1::ListPreferencePairsResponse> ListPreferencePairs(
+      const std::string& project_id, const v1::ListPreferencePairsRequest& request);
+  absl::StatusOr<v1::SurvivorshipAudit> GetSurvivorshipAudit(
+      const std::string& project_id, const v1::GetSurvivorshipAuditRequest& request);
+
+  // The skew findings and summary of an audit from per-cohort statistics (pure).
+  static void DescribeSkew(v1::SurvivorshipAudit* audit);
 
   // The summary a feed consumer gets for a trace (input text and output head truncated).
   static v1::TraceSummary Summarize(const v1::Trace& trace,
@@ -73,6 +90,7 @@ class CaptureLogic {
     absl::Time loaded;
   };
   absl::StatusOr<std::shared_ptr<const ProjectSettings>> Settings(const std::string& project_id);
+  void ForgetSettings(const std::string& project_id);
 
   CaptureRepository* const repository_;
   const CaptureOptions options_;

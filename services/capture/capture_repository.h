@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -91,9 +92,51 @@ using LabelFunction =
     std::function<LabelDecision(const TraceEvidence& evidence, const v1::LabelRuleSet& rules)>;
 
 struct LabelPassStats {
-  int traces_labeled = 0;   // labels written
+  int traces_labeled = 0;   // labels written (or computed, for dry runs)
   int traces_missing = 0;   // queued ids whose trace has not arrived (signal came first)
   int feed_entries = 0;     // flagged-feed entries appended
+  int flagged_before = 0;   // labeled traces flagged before / after
+  int flagged_after = 0;
+  int newly_flagged = 0;
+  int unflagged = 0;
+  int pairs_built = 0;      // preference pairs from settled regenerate chains
+};
+
+// A relabel job as stored (the proto plus what the worker needs).
+struct StoredRelabelJob {
+  std::string project_id;
+  v1::RelabelJob job;
+  std::string request_sha256;
+};
+
+struct PairFilter {
+  std::optional<absl::Time> created_after;   // inclusive
+  std::optional<absl::Time> created_before;  // exclusive
+  std::string feature_area;
+};
+
+struct PairCursor {
+  absl::Time created;
+  std::string pair_id;
+};
+
+// Per-user usage in an audit window (only traces with a user id).
+struct AuditUser {
+  std::string user_id;
+  bool rater = false;
+  int64_t traces = 0;
+  int64_t sessions = 0;
+  absl::Time first_trace;  // ever stored
+  std::map<std::string, int64_t> traces_by_area;
+};
+
+// Raw aggregates of a survivorship audit window.
+struct AuditData {
+  int64_t traces = 0, sessions = 0, users = 0;
+  int64_t traces_with_explicit = 0;
+  int64_t thumbs_up = 0, thumbs_down = 0, ratings = 0, comments_only = 0;
+  int64_t sessions_with_implicit = 0;
+  std::vector<AuditUser> per_user;
 };
 
 // Storage of the capture schema. Implemented on Postgres (PgCaptureRepository) and by fakes.
@@ -144,6 +187,38 @@ class CaptureRepository {
   // changed, and removes the claimed queue rows — all in one transaction.
   virtual absl::StatusOr<LabelPassStats> LabelQueued(int limit, const v1::LabelRuleSet& default_rules,
                                                      absl::Time now, const LabelFunction& label) = 0;
+
+  // Stores a new rule set version (rules.version set by the caller). ABORTED when that version
+  // already exists (a concurrent update won).
+  virtual absl::Status StoreRuleSet(const std::string& project_id, const v1::LabelRuleSet& rules) = 0;
+  // Every stored version, newest first.
+  virtual absl::StatusOr<std::vector<v1::LabelRuleSet>> ListRuleSets(const std::string& project_id) = 0;
+  // Replaces the redaction config if its stored version is `expected_version` (0 = none
+  // stored); ABORTED otherwise. config.version is the new version.
+  virtual absl::Status StoreRedactionConfig(const std::string& project_id,
+                                            const v1::RedactionConfig& config,
+                                            int64_t expected_version) = 0;
+
+  // Creates a relabel job, or returns the job already created with the same request_id.
+  // FAILED_PRECONDITION when another job of the project is pending or running.
+  virtual absl::StatusOr<StoredRelabelJob> CreateRelabelJob(const StoredRelabelJob& job) = 0;
+  virtual absl::StatusOr<std::optional<v1::RelabelJob>> GetRelabelJob(
+      const std::string& project_id, const std::string& job_id) = 0;
+  // Advances one pending or running job by up to `limit` traces (in start_time order from its
+  // checkpoint), relabeling them with the job's rule set unless it is a dry run. Returns false
+  // when there was no job to work on.
+  virtual absl::StatusOr<bool> RelabelStep(int limit, const v1::LabelRuleSet& default_rules,
+                                           absl::Time now, const LabelFunction& label) = 0;
+
+  // Preference pairs, oldest first.
+  virtual absl::StatusOr<std::vector<v1::PreferencePair>> ListPreferencePairs(
+      const std::string& project_id, const PairFilter& filter,
+      const std::optional<PairCursor>& after, int limit) = 0;
+
+  // Aggregates for a survivorship audit of traces starting in [start, end).
+  virtual absl::StatusOr<AuditData> AuditWindow(const std::string& project_id, absl::Time start,
+                                                absl::Time end,
+                                                const std::string& feature_area) = 0;
 
   // Queues the last trace of sessions idle for their project's abandonment timeout
   // (`default_timeout` without stored rules) and forgets those sessions. Returns how many.

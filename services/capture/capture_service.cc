@@ -354,6 +354,89 @@ grpc::ServerUnaryReactor* CaptureServiceHandler::GetRedactionConfig(
   });
 }
 
+grpc::ServerUnaryReactor* CaptureServiceHandler::ListPreferencePairs(
+    grpc::CallbackServerContext* context, const v1::ListPreferencePairsRequest* request,
+    v1::ListPreferencePairsResponse* response) {
+  return Run(context, Requirement::AnyOf(Scope::kRead, Scope::kEval),
+             [=, this](const auth::Principal& principal) {
+               absl::StatusOr<v1::ListPreferencePairsResponse> result =
+                   logic_->ListPreferencePairs(principal.project_id, *request);
+               if (!result.ok()) return result.status();
+               *response = std::move(*result);
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* CaptureServiceHandler::ListLabelRuleSetVersions(
+    grpc::CallbackServerContext* context, const v1::ListLabelRuleSetVersionsRequest* request,
+    v1::ListLabelRuleSetVersionsResponse* response) {
+  return Run(context, Requirement::Of(Scope::kRead), [=, this](const auth::Principal& principal) {
+    absl::StatusOr<v1::ListLabelRuleSetVersionsResponse> result =
+        logic_->ListLabelRuleSetVersions(principal.project_id, *request);
+    if (!result.ok()) return result.status();
+    *response = std::move(*result);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CaptureServiceHandler::UpdateLabelRuleSet(
+    grpc::CallbackServerContext* context, const v1::UpdateLabelRuleSetRequest* request,
+    v1::UpdateLabelRuleSetResponse* response) {
+  return Run(context, Requirement::Of(Scope::kAdmin), [=, this](const auth::Principal& principal) {
+    absl::StatusOr<v1::LabelRuleSet> rules = logic_->UpdateLabelRuleSet(principal.project_id, *request);
+    if (!rules.ok()) return rules.status();
+    *response->mutable_rule_set() = std::move(*rules);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CaptureServiceHandler::Relabel(grpc::CallbackServerContext* context,
+                                                         const v1::RelabelRequest* request,
+                                                         v1::RelabelResponse* response) {
+  return Run(context, Requirement::Of(Scope::kAdmin), [=, this](const auth::Principal& principal) {
+    absl::StatusOr<v1::RelabelJob> job = logic_->Relabel(principal.project_id, *request);
+    if (!job.ok()) return job.status();
+    *response->mutable_job() = std::move(*job);
+    on_ingested_();  // wakes the worker that runs jobs
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CaptureServiceHandler::GetRelabelJob(
+    grpc::CallbackServerContext* context, const v1::GetRelabelJobRequest* request,
+    v1::GetRelabelJobResponse* response) {
+  return Run(context, Requirement::Of(Scope::kRead), [=, this](const auth::Principal& principal) {
+    absl::StatusOr<v1::RelabelJob> job = logic_->GetRelabelJob(principal.project_id, request->job_id());
+    if (!job.ok()) return job.status();
+    *response->mutable_job() = std::move(*job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CaptureServiceHandler::GetSurvivorshipAudit(
+    grpc::CallbackServerContext* context, const v1::GetSurvivorshipAuditRequest* request,
+    v1::GetSurvivorshipAuditResponse* response) {
+  return Run(context, Requirement::Of(Scope::kRead), [=, this](const auth::Principal& principal) {
+    absl::StatusOr<v1::SurvivorshipAudit> audit =
+        logic_->GetSurvivorshipAudit(principal.project_id, *request);
+    if (!audit.ok()) return audit.status();
+    *response->mutable_audit() = std::move(*audit);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CaptureServiceHandler::UpdateRedactionConfig(
+    grpc::CallbackServerContext* context, const v1::UpdateRedactionConfigRequest* request,
+    v1::UpdateRedactionConfigResponse* response) {
+  return Run(context, Requirement::Of(Scope::kAdmin), [=, this](const auth::Principal& principal) {
+    absl::StatusOr<v1::RedactionConfig> config =
+        logic_->UpdateRedactionConfig(principal.project_id, *request);
+    if (!config.ok()) return config.status();
+    *response->mutable_config() = std::move(*config);
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* CaptureServiceHandler::ReadFlaggedFeed(
     grpc::CallbackServerContext* context, const v1::ReadFlaggedFeedRequest* request,
     v1::ReadFlaggedFeedResponse* response) {

@@ -74,6 +74,27 @@ class CaptureServiceHandler final : public v1::CaptureService::CallbackService {
                                             v1::ReadFlaggedFeedResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchFlaggedFeedResponse>* WatchFlaggedFeed(
       grpc::CallbackServerContext* context, const v1::WatchFlaggedFeedRequest* request) override;
+  grpc::ServerUnaryReactor* ListPreferencePairs(grpc::CallbackServerContext* context,
+                                                const v1::ListPreferencePairsRequest* request,
+                                                v1::ListPreferencePairsResponse* response) override;
+  grpc::ServerUnaryReactor* ListLabelRuleSetVersions(
+      grpc::CallbackServerContext* context, const v1::ListLabelRuleSetVersionsRequest* request,
+      v1::ListLabelRuleSetVersionsResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateLabelRuleSet(grpc::CallbackServerContext* context,
+                                               const v1::UpdateLabelRuleSetRequest* request,
+                                               v1::UpdateLabelRuleSetResponse* response) override;
+  grpc::ServerUnaryReactor* Relabel(grpc::CallbackServerContext* context,
+                                    const v1::RelabelRequest* request,
+                                    v1::RelabelResponse* response) override;
+  grpc::ServerUnaryReactor* GetRelabelJob(grpc::CallbackServerContext* context,
+                                          const v1::GetRelabelJobRequest* request,
+                                          v1::GetRelabelJobResponse* response) override;
+  grpc::ServerUnaryReactor* GetSurvivorshipAudit(
+      grpc::CallbackServerContext* context, const v1::GetSurvivorshipAuditRequest* request,
+      v1::GetSurvivorshipAuditResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateRedactionConfig(
+      grpc::CallbackServerContext* context, const v1::UpdateRedactionConfigRequest* request,
+      v1::UpdateRedactionConfigResponse* response) override;
   grpc::ServerUnaryReactor* GetRedactionConfig(grpc::CallbackServerContext* context,
                                                const v1::GetRedactionConfigRequest* request,
                                                v1::GetRedactionConfigResponse* response) override;

@@ -30,21 +30,35 @@ void Labeler::Notify() {
   wake_.notify_one();
 }
 
+LabelFunction Labeler::Function(absl::Time now) const {
+  return [now](const TraceEvidence& evidence, const v1::LabelRuleSet& rules) {
+    LabelDecision decision;
+    decision.derived = Derive(evidence, rules, now);
+    decision.label = Score(evidence, decision.derived, rules, now);
+    return decision;
+  };
+}
+
+absl::Status Labeler::RunRelabelSteps(absl::Time now, int max_steps) {
+  for (int step = 0; step < max_steps; ++step) {
+    absl::StatusOr<bool> worked =
+        repository_->RelabelStep(options_.batch, defaults_, now, Function(now));
+    if (!worked.ok()) return worked.status();
+    if (!*worked) break;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<LabelPassStats> Labeler::RunOnce(absl::Time now) {
   LabelPassStats total;
   while (true) {
-    absl::StatusOr<LabelPassStats> stats = repository_->LabelQueued(
-        options_.batch, defaults_, now,
-        [now](const TraceEvidence& evidence, const v1::LabelRuleSet& rules) {
-          LabelDecision decision;
-          decision.derived = Derive(evidence, rules, now);
-          decision.label = Score(evidence, decision.derived, rules, now);
-          return decision;
-        });
+    absl::StatusOr<LabelPassStats> stats =
+        repository_->LabelQueued(options_.batch, defaults_, now, Function(now));
     if (!stats.ok()) return stats.status();
     total.traces_labeled += stats->traces_labeled;
     total.traces_missing += stats->traces_missing;
     total.feed_entries += stats->feed_entries;
+    total.pairs_built += stats->pairs_built;
     if (stats->traces_labeled + stats->traces_missing == 0) return total;
   }
 }
@@ -69,6 +83,11 @@ void Labeler::Loop() {
       }
     }
     absl::StatusOr<LabelPassStats> stats = RunOnce(absl::Now());
+    // Relabel jobs advance between live passes, a few chunks at a time, so live labels stay fresh.
+    if (stats.ok()) {
+      absl::Status relabel = RunRelabelSteps(absl::Now(), 4);
+      if (!relabel.ok()) stats = relabel;
+    }
     if (!stats.ok()) {
       failed = true;
       logger_->Warn("labeling pass failed", {{"status", stats.status().ToString()}});

@@ -33,9 +33,12 @@ class Labeler {
   void Notify();
   // Runs one full pass synchronously (tests): labels until the queue is empty.
   absl::StatusOr<LabelPassStats> RunOnce(absl::Time now);
+  // Advances relabel jobs until none has work left or `max_steps` steps ran (tests, loop).
+  absl::Status RunRelabelSteps(absl::Time now, int max_steps);
 
  private:
   void Loop();
+  LabelFunction Function(absl::Time now) const;
 
   CaptureRepository* const repository_;
   Logger* const logger_;

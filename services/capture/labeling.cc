@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "common/text/text.h"
 #include "services/capture/validation.h"
@@ -166,6 +167,28 @@ v1::LabelRuleSet DefaultRuleSet() {
           "A downstream failure: the most reliable signal.",
           [](v1::LabelRuleMatch& m) { m.set_outcome_status(v1::OUTCOME_STATUS_FAILURE); });
   return set;
+}
+
+std::vector<std::pair<std::string, std::string>> ResolveRegenerateChains(
+    const std::map<std::string, std::string>& next) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (const auto& [rejected, first_next] : next) {
+    if (first_next.empty()) continue;
+    std::string chosen = first_next;
+    std::set<std::string> visited = {rejected};
+    bool cycle = false;
+    while (true) {
+      auto it = next.find(chosen);
+      if (it == next.end() || it->second.empty()) break;
+      if (!visited.insert(chosen).second) {
+        cycle = true;
+        break;
+      }
+      chosen = it->second;
+    }
+    if (!cycle && chosen != rejected) pairs.emplace_back(rejected, chosen);
+  }
+  return pairs;
 }
 
 std::string UserText(const common::v1::LlmInput& input) {
@@ -396,6 +419,12 @@ bool DerivedMatches(const v1::LabelRuleMatch& match, const v1::DerivedSignal& si
   return true;
 }
 
+// "Latest thumb or rating counts" is per user and subject (a trace, or a session).
+std::string SubjectKey(const v1::Signal& signal) {
+  return signal.user_id() + (signal.subject_case() == v1::Signal::kSessionId ? "\x1fs:" : "\x1ft:") +
+         (signal.subject_case() == v1::Signal::kSessionId ? signal.session_id() : signal.trace_id());
+}
+
 bool IsExplicit(v1::SignalKind kind) {
   return kind == v1::SIGNAL_KIND_THUMBS_UP || kind == v1::SIGNAL_KIND_THUMBS_DOWN ||
          kind == v1::SIGNAL_KIND_RATING || kind == v1::SIGNAL_KIND_COMMENT;
@@ -423,7 +452,7 @@ v1::TraceLabel Score(const TraceEvidence& evidence, const std::vector<v1::Derive
         kind != v1::SIGNAL_KIND_RATING) {
       continue;
     }
-    const v1::Signal*& slot = latest_value[signal.user_id()];
+    const v1::Signal*& slot = latest_value[SubjectKey(signal)];
     if (slot == nullptr || OccurTime(signal) >= OccurTime(*slot)) slot = &signal;
   }
 
@@ -450,7 +479,7 @@ v1::TraceLabel Score(const TraceEvidence& evidence, const std::vector<v1::Derive
     const v1::SignalKind kind = KindOf(signal);
     if ((kind == v1::SIGNAL_KIND_THUMBS_UP || kind == v1::SIGNAL_KIND_THUMBS_DOWN ||
          kind == v1::SIGNAL_KIND_RATING) &&
-        latest_value[signal.user_id()] != &signal) {
+        latest_value[SubjectKey(signal)] != &signal) {
       continue;
     }
     double factor = decay(OccurTime(signal));

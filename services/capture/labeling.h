@@ -49,6 +49,12 @@ std::vector<v1::DerivedSignal> Derive(const TraceEvidence& evidence, const v1::L
 v1::TraceLabel Score(const TraceEvidence& evidence, const std::vector<v1::DerivedSignal>& derived,
                      const v1::LabelRuleSet& rules, absl::Time now);
 
+// Preference pairs from regenerate links (trace -> the attempt that replaced it; "" = unknown):
+// every trace that was regenerated pairs with the final attempt of its chain
+// (A -> B -> C yields (A, C) and (B, C)). Cycles are cut; unknown next attempts yield nothing.
+std::vector<std::pair<std::string, std::string>> ResolveRegenerateChains(
+    const std::map<std::string, std::string>& next);
+
 absl::Time ToTime(const google::protobuf::Timestamp& ts);
 google::protobuf::Timestamp ToProto(absl::Time time);
 absl::Duration ToDuration(const google::protobuf::Duration& duration);

@@ -1,5 +1,7 @@
 #include "services/capture/pg_capture_repository.h"
 
+#include <openssl/sha.h>
+
 #include <algorithm>
 #include <map>
 #include <pqxx/pqxx>
@@ -55,6 +57,20 @@ std::optional<int> ValueKey(const v1::Signal& signal) {
     default:
       return std::nullopt;
   }
+}
+
+// Stable id of a (rejected, chosen) pair, so rebuilding a chain is idempotent.
+std::string PairId(const std::string& rejected, const std::string& chosen) {
+  const std::string text = rejected + '\x1f' + chosen;
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id = "pp_";
+  for (size_t i = 0; i < 12; ++i) {
+    id += kHex[static_cast<unsigned char>(digest[i]) >> 4];
+    id += kHex[static_cast<unsigned char>(digest[i]) & 0xf];
+  }
+  return id;
 }
 
 bool IsExplicitKind(int kind) {
@@ -259,16 +275,125 @@ std::vector<Statement> Statements() {
            "$7::int8[], $8::bytea[]) u(s, t, e, ft, q, v, r)"},
       {"cap_write_labels",
        "INSERT INTO capture.trace_labels (project_id, trace_id, quality_score, flagged, "
-       "rule_set_version, label_time, feed_sequence, payload) SELECT $1, t, s, f, v, " +
+       "rule_set_version, label_time, feed_sequence, implicit_evidence, payload) "
+       "SELECT $1, t, s, f, v, " +
            FromMicros("lt") +
-           ", fs, p FROM unnest($2::text[], $3::float8[], $4::bool[], $5::int8[], $6::int8[], "
-           "$7::int8[], $8::bytea[]) u(t, s, f, v, lt, fs, p) "
+           ", fs, i, p FROM unnest($2::text[], $3::float8[], $4::bool[], $5::int8[], $6::int8[], "
+           "$7::int8[], $8::bool[], $9::bytea[]) u(t, s, f, v, lt, fs, i, p) "
            "ON CONFLICT (project_id, trace_id) DO UPDATE SET quality_score = "
            "excluded.quality_score, flagged = excluded.flagged, rule_set_version = "
            "excluded.rule_set_version, label_time = excluded.label_time, feed_sequence = "
-           "excluded.feed_sequence, payload = excluded.payload"},
+           "excluded.feed_sequence, implicit_evidence = excluded.implicit_evidence, "
+           "payload = excluded.payload"},
+      {"cap_session_regenerations",
+       "SELECT d.trace_id, d.payload, t.session_id, t.feature_area FROM capture.traces t JOIN "
+       "capture.derived_signals d ON d.project_id = t.project_id AND d.trace_id = t.trace_id "
+       "AND d.signal_kind = 31 WHERE t.project_id = $1 AND t.session_id = ANY($2::text[])"},
+      {"cap_write_pairs",
+       "INSERT INTO capture.preference_pairs (project_id, pair_id, rejected_trace_id, "
+       "chosen_trace_id, session_id, feature_area) SELECT $1, i, r, c, s, a FROM "
+       "unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) u(i, r, c, s, a) "
+       "ON CONFLICT (project_id, pair_id) DO NOTHING"},
       {"cap_label_done",
        "DELETE FROM capture.label_queue WHERE project_id = $1 AND seq = ANY($2::int8[])"},
+      {"cap_store_rules",
+       "INSERT INTO capture.rule_sets (project_id, version, abandonment_timeout_seconds, "
+       "payload) VALUES ($1, $2, $3, $4)"},
+      {"cap_list_rules",
+       "SELECT payload FROM capture.rule_sets WHERE project_id = $1 ORDER BY version DESC"},
+      {"cap_store_redaction",
+       "INSERT INTO capture.redaction_configs AS c (project_id, version, payload) "
+       "SELECT $1, $2, $3 WHERE $4 = 0 ON CONFLICT (project_id) DO NOTHING"},
+      {"cap_update_redaction",
+       "UPDATE capture.redaction_configs SET version = $2, payload = $3, updated_at = now() "
+       "WHERE project_id = $1 AND version = $4"},
+      {"cap_job_by_request",
+       "SELECT job_id, request_sha256 FROM capture.relabel_jobs WHERE project_id = $1 AND "
+       "request_id = $2"},
+      {"cap_job_insert",
+       "INSERT INTO capture.relabel_jobs (project_id, job_id, request_id, request_sha256, "
+       "rule_set_version, window_start, window_end, dry_run, state) VALUES ($1, $2, $3, $4, $5, " +
+           FromMicros("$6::int8") + ", " + FromMicros("$7::int8") +
+           ", $8, 1) ON CONFLICT DO NOTHING RETURNING job_id"},
+      {"cap_job_get",
+       "SELECT job_id, request_id, rule_set_version, " + Micros("window_start") + ", " +
+           Micros("window_end") +
+           ", dry_run, state, traces_total, traces_processed, flagged_before, flagged_after, "
+           "newly_flagged, unflagged, " + Micros("created_at") + ", " + Micros("started_at") +
+           ", " + Micros("finished_at") +
+           ", error_message FROM capture.relabel_jobs WHERE project_id = $1 AND job_id = $2"},
+      {"cap_job_claim",
+       "SELECT project_id, job_id FROM capture.relabel_jobs WHERE state IN (1, 2) "
+       "ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"},
+      {"cap_job_state",
+       "SELECT rule_set_version, " + Micros("window_start") + ", " + Micros("window_end") +
+           ", dry_run, state, " + Micros("cursor_start") +
+           ", cursor_trace_id FROM capture.relabel_jobs WHERE project_id = $1 AND job_id = $2"},
+      {"cap_job_start",
+       "UPDATE capture.relabel_jobs SET state = 2, started_at = now(), traces_total = "
+       "(SELECT count(*) FROM capture.traces WHERE project_id = $1 AND start_time >= window_start "
+       "AND start_time < window_end) WHERE project_id = $1 AND job_id = $2"},
+      {"cap_job_chunk",
+       "SELECT trace_id, " + Micros("start_time") +
+           " FROM capture.traces WHERE project_id = $1 AND start_time >= " +
+           FromMicros("$2::int8") + " AND start_time < " + FromMicros("$3::int8") +
+           " AND ($4 = '' OR (start_time, trace_id) > (" + FromMicros("NULLIF($4, '')::int8") +
+           ", $5)) ORDER BY start_time, trace_id LIMIT $6"},
+      {"cap_job_progress",
+       "UPDATE capture.relabel_jobs SET traces_processed = traces_processed + $3, "
+       "flagged_before = flagged_before + $4, flagged_after = flagged_after + $5, "
+       "newly_flagged = newly_flagged + $6, unflagged = unflagged + $7, cursor_start = " +
+           FromMicros("$8::int8") +
+           ", cursor_trace_id = $9 WHERE project_id = $1 AND job_id = $2"},
+      {"cap_job_finish",
+       "UPDATE capture.relabel_jobs SET state = $3, finished_at = now(), error_message = $4 "
+       "WHERE project_id = $1 AND job_id = $2"},
+      {"cap_list_pairs",
+       "SELECT p.pair_id, p.rejected_trace_id, p.chosen_trace_id, p.session_id, p.feature_area, " +
+           Micros("p.created_at") +
+           ", r.payload, c.payload, l.quality_score FROM capture.preference_pairs p "
+           "JOIN capture.traces r ON r.project_id = p.project_id AND r.trace_id = "
+           "p.rejected_trace_id JOIN capture.traces c ON c.project_id = p.project_id AND "
+           "c.trace_id = p.chosen_trace_id LEFT JOIN capture.trace_labels l ON l.project_id = "
+           "p.project_id AND l.trace_id = p.chosen_trace_id WHERE p.project_id = $1 "
+           "AND ($2 = '' OR p.created_at >= " + FromMicros("NULLIF($2, '')::int8") + ") "
+           "AND ($3 = '' OR p.created_at < " + FromMicros("NULLIF($3, '')::int8") + ") "
+           "AND ($4 = '' OR p.feature_area = $4) AND ($5 = '' OR (p.created_at, p.pair_id) > (" +
+           FromMicros("NULLIF($5, '')::int8") + ", $6)) ORDER BY p.created_at, p.pair_id LIMIT $7"},
+      {"cap_audit_totals",
+       "WITH w AS (SELECT trace_id, session_id, user_id FROM capture.traces WHERE project_id = $1 "
+       "AND start_time >= " + FromMicros("$2::int8") + " AND start_time < " +
+           FromMicros("$3::int8") +
+           " AND ($4 = '' OR feature_area = $4)), "
+           "e AS (SELECT s.trace_id, s.signal_kind, s.payload FROM capture.signals s JOIN w ON "
+           "w.trace_id = s.trace_id WHERE s.project_id = $1 AND s.signal_kind IN (1, 2, 3, 4) "
+           "AND s.actor IN (0, 1)) "
+           "SELECT (SELECT count(*) FROM w), (SELECT count(DISTINCT session_id) FROM w WHERE "
+           "session_id <> ''), (SELECT count(DISTINCT user_id) FROM w WHERE user_id <> ''), "
+           "(SELECT count(DISTINCT trace_id) FROM e), (SELECT count(*) FROM e WHERE signal_kind = "
+           "1), (SELECT count(*) FROM e WHERE signal_kind = 2), (SELECT count(*) FROM e WHERE "
+           "signal_kind = 3), (SELECT count(*) FROM e WHERE signal_kind = 4), "
+           "(SELECT count(DISTINCT w.session_id) FROM w JOIN capture.trace_labels l ON "
+           "l.project_id = $1 AND l.trace_id = w.trace_id WHERE w.session_id <> '' AND "
+           "l.implicit_evidence)"},
+      {"cap_audit_users",
+       "WITH w AS (SELECT trace_id, session_id, user_id, feature_area FROM capture.traces WHERE "
+       "project_id = $1 AND start_time >= " + FromMicros("$2::int8") + " AND start_time < " +
+           FromMicros("$3::int8") +
+           " AND ($4 = '' OR feature_area = $4) AND user_id <> ''), "
+           "r AS (SELECT DISTINCT s.user_id FROM capture.signals s JOIN w ON w.trace_id = "
+           "s.trace_id WHERE s.project_id = $1 AND s.signal_kind IN (1, 2, 3, 4) AND s.actor IN "
+           "(0, 1) AND s.user_id <> '') "
+           "SELECT w.user_id, w.feature_area, count(*), count(DISTINCT w.session_id) FILTER "
+           "(WHERE w.session_id <> ''), bool_or(r.user_id IS NOT NULL), (SELECT " +
+           Micros("min(t.start_time)") +
+           " FROM capture.traces t WHERE t.project_id = $1 AND t.user_id = w.user_id) "
+           "FROM w LEFT JOIN r ON r.user_id = w.user_id GROUP BY w.user_id, w.feature_area"},
+      {"cap_audit_user_sessions",
+       "SELECT user_id, count(DISTINCT session_id) FILTER (WHERE session_id <> '') FROM "
+       "capture.traces WHERE project_id = $1 AND start_time >= " + FromMicros("$2::int8") +
+           " AND start_time < " + FromMicros("$3::int8") +
+           " AND ($4 = '' OR feature_area = $4) AND user_id <> '' GROUP BY user_id"},
       {"cap_sweep",
        "WITH timeouts AS (SELECT DISTINCT ON (project_id) project_id, "
        "abandonment_timeout_seconds s FROM capture.rule_sets ORDER BY project_id, version DESC), "
@@ -635,6 +760,223 @@ absl::StatusOr<std::optional<v1::RedactionConfig>> PgCaptureRepository::GetRedac
   return found;
 }
 
+namespace {
+
+// Labels `id_list` (distinct trace ids of one project) with `rules` inside `tx`: loads their
+// evidence in a handful of batch queries, computes each label with `label`, and (when `write`)
+// stores derived signals, labels, flagged-feed entries and settled preference pairs. The caller
+// holds the project's labeling lock, so labels and feed entries are written in order.
+LabelPassStats LabelTraces(pqxx::transaction_base& tx, const std::string& project_id,
+                           const std::vector<std::string>& id_list, const v1::LabelRuleSet& rules,
+                           absl::Time now, const LabelFunction& label, bool write) {
+  LabelPassStats stats;
+  const std::set<std::string> ids(id_list.begin(), id_list.end());
+
+    // Evidence, loaded for the whole batch.
+    std::map<std::string, TraceEvidence> evidence;
+    std::set<std::string> sessions;
+    for (const auto& row : tx.exec_prepared("cap_ev_traces", project_id, TextArray(id_list))) {
+      v1::Trace trace = Parse<v1::Trace>(row[0]);
+      *trace.mutable_receive_time() = ToProto(FromMicrosValue(row[1].as<int64_t>()));
+      if (!trace.session_id().empty()) sessions.insert(trace.session_id());
+      const std::string id = trace.trace_id();
+      evidence[id].trace = std::move(trace);
+    }
+    stats.traces_missing = static_cast<int>(ids.size() - evidence.size());
+    const std::vector<std::string> session_list(sessions.begin(), sessions.end());
+    std::set<std::string> raters;
+    for (const auto& row : tx.exec_prepared("cap_ev_signals", project_id, TextArray(id_list),
+                                            TextArray(session_list))) {
+      v1::Signal signal = SignalFromRow(row[0], row[1]);
+      if (IsExplicitKind(signal.signal_kind()) && !signal.user_id().empty()) {
+        raters.insert(signal.user_id());
+      }
+      if (!signal.trace_id().empty()) {
+        auto it = evidence.find(signal.trace_id());
+        if (it != evidence.end()) it->second.signals.push_back(std::move(signal));
+      } else {
+        for (auto& [id, item] : evidence) {
+          if (item.trace.session_id() == signal.session_id()) item.signals.push_back(signal);
+        }
+      }
+    }
+    for (const auto& row : tx.exec_prepared("cap_ev_next", project_id, TextArray(id_list))) {
+      auto it = evidence.find(row[0].as<std::string>());
+      if (it != evidence.end()) it->second.next_trace = Parse<v1::Trace>(row[1]);
+    }
+    std::map<std::string, std::pair<int, bool>> session_state;
+    const absl::Duration timeout = ToDuration(rules.abandonment_timeout());
+    for (const auto& row :
+         tx.exec_prepared("cap_ev_sessions", project_id, TextArray(session_list))) {
+      const bool idle =
+          row[2].is_null() || FromMicrosValue(row[2].as<int64_t>()) < now - timeout;
+      session_state[row[0].as<std::string>()] = {row[1].as<int>(), idle};
+    }
+    std::map<std::string, RaterStats> rater_stats;
+    if (!raters.empty()) {
+      const absl::Time since = now - ToDuration(rules.coverage().window());
+      for (const auto& row :
+           tx.exec_prepared("cap_ev_raters", project_id,
+                            TextArray(std::vector<std::string>(raters.begin(), raters.end())),
+                            ToMicros(since))) {
+        rater_stats[row[0].as<std::string>()] =
+            RaterStats{row[1].as<int>(), row[2].as<int>(), row[3].as<int>()};
+      }
+    }
+    std::map<std::string, std::pair<bool, int64_t>> previous;
+    for (const auto& row : tx.exec_prepared("cap_ev_labels", project_id, TextArray(id_list))) {
+      previous[row[0].as<std::string>()] = {row[1].as<bool>(), row[2].as<int64_t>()};
+    }
+
+    // Decide.
+    std::vector<std::string> d_trace, d_payload, l_trace, l_payload;
+    std::vector<int> d_kind;
+    std::vector<int64_t> d_occur, l_version, l_time, l_feed;
+    std::vector<double> l_score;
+    std::vector<std::string> l_flagged;
+    std::vector<std::string> f_trace, f_reasons;
+    std::vector<int> f_type;
+    std::vector<int64_t> f_time, f_version;
+    std::vector<double> f_score;
+    std::vector<size_t> f_label_index;
+    std::vector<std::string> l_implicit;
+    std::set<std::string> settled_sessions;
+    for (auto& [id, item] : evidence) {
+      if (!item.trace.session_id().empty()) {
+        auto state = session_state.find(item.trace.session_id());
+        if (state != session_state.end()) {
+          item.session_turns = std::max(1, state->second.first);
+          item.session_idle = state->second.second;
+        }
+      }
+      for (const v1::Signal& signal : item.signals) {
+        auto it = rater_stats.find(signal.user_id());
+        if (it != rater_stats.end()) item.raters[signal.user_id()] = it->second;
+      }
+      LabelDecision decision = label(item, rules);
+      for (const v1::DerivedSignal& derived : decision.derived) {
+        d_trace.push_back(id);
+        d_kind.push_back(derived.signal_kind());
+        d_occur.push_back(ToMicros(ToTime(derived.occur_time())));
+        d_payload.push_back(derived.SerializeAsString());
+      }
+      const auto before = previous.find(id);
+      const bool was_flagged = before != previous.end() && before->second.first;
+      int64_t feed_sequence = before != previous.end() ? before->second.second : 0;
+      stats.flagged_before += was_flagged;
+      stats.flagged_after += decision.label.flagged();
+      stats.newly_flagged += decision.label.flagged() && !was_flagged;
+      stats.unflagged += was_flagged && !decision.label.flagged();
+      // A settled session (idle, this is its last trace) closes its regenerate chains.
+      if (item.session_idle && !item.next_trace.has_value() && !item.trace.session_id().empty()) {
+        settled_sessions.insert(item.trace.session_id());
+      }
+      bool implicit = false;
+      for (const v1::LabelReason& reason : decision.label.reasons()) {
+        implicit |= !IsExplicitKind(reason.signal_kind()) &&
+                    reason.signal_kind() != v1::SIGNAL_KIND_OUTCOME &&
+                    reason.signal_kind() != v1::SIGNAL_KIND_CUSTOM &&
+                    reason.vote() != v1::LABEL_VOTE_ABSTAIN;
+      }
+      l_implicit.push_back(implicit ? "t" : "f");
+      if (decision.label.flagged() != was_flagged) {
+        f_trace.push_back(id);
+        f_type.push_back(decision.label.flagged() ? v1::FLAGGED_FEED_ENTRY_TYPE_FLAGGED
+                                                  : v1::FLAGGED_FEED_ENTRY_TYPE_UNFLAGGED);
+        f_time.push_back(ToMicros(now));
+        f_score.push_back(decision.label.quality_score());
+        f_version.push_back(decision.label.rule_set_version());
+        v1::TraceLabel reasons_only;
+        *reasons_only.mutable_reasons() = decision.label.reasons();
+        f_reasons.push_back(reasons_only.SerializeAsString());
+        f_label_index.push_back(l_trace.size());
+      }
+      l_trace.push_back(id);
+      l_score.push_back(decision.label.quality_score());
+      l_flagged.push_back(decision.label.flagged() ? "t" : "f");
+      l_version.push_back(decision.label.rule_set_version());
+      l_time.push_back(ToMicros(ToTime(decision.label.label_time())));
+      l_feed.push_back(feed_sequence);
+      l_payload.push_back(decision.label.SerializeAsString());
+    }
+
+    stats.traces_labeled = static_cast<int>(l_trace.size());
+    if (!write) return stats;
+    // Write: derived signals, feed entries (sequence numbers last, to hold the counter
+    // lock briefly), labels, then forget the claimed queue rows.
+    const std::vector<std::string> present = l_trace;
+    tx.exec_prepared("cap_clear_derived", project_id, TextArray(present));
+    if (!d_trace.empty()) {
+      tx.exec_prepared("cap_write_derived", project_id, TextArray(d_trace),
+                       NumberArray(d_kind), NumberArray(d_occur), ByteaArray(d_payload));
+    }
+    if (!f_trace.empty()) {
+      const int64_t n = static_cast<int64_t>(f_trace.size());
+      const int64_t last = tx.exec_prepared1("cap_feed_take", project_id, n)[0].as<int64_t>();
+      std::vector<int64_t> f_sequence;
+      for (int64_t k = 0; k < n; ++k) {
+        f_sequence.push_back(last - n + 1 + k);
+        l_feed[f_label_index[k]] = f_sequence.back();
+      }
+      tx.exec_prepared("cap_feed_append", project_id, NumberArray(f_sequence),
+                       TextArray(f_trace), NumberArray(f_type), NumberArray(f_time),
+                       NumberArray(f_score), NumberArray(f_version), ByteaArray(f_reasons));
+      stats.feed_entries = static_cast<int>(n);
+    }
+    // Labels carry the sequence of their trace's latest feed entry.
+    for (size_t k = 0; k < l_trace.size(); ++k) {
+      if (l_feed[k] == 0) continue;
+      v1::TraceLabel updated;
+      updated.ParseFromString(l_payload[k]);
+      if (updated.feed_sequence() == l_feed[k]) continue;
+      updated.set_feed_sequence(l_feed[k]);
+      l_payload[k] = updated.SerializeAsString();
+    }
+    if (!l_trace.empty()) {
+      tx.exec_prepared("cap_write_labels", project_id, TextArray(l_trace),
+                       NumberArray(l_score), TextArray(l_flagged), NumberArray(l_version),
+                       NumberArray(l_time), NumberArray(l_feed), TextArray(l_implicit),
+                       ByteaArray(l_payload));
+    }
+    if (!settled_sessions.empty()) {
+      // Regenerate links of the settled sessions (derived signals written above included).
+      std::map<std::string, std::string> next;
+      std::map<std::string, std::pair<std::string, std::string>> where;  // trace -> session, area
+      for (const auto& row : tx.exec_prepared(
+               "cap_session_regenerations", project_id,
+               TextArray(std::vector<std::string>(settled_sessions.begin(),
+                                                  settled_sessions.end())))) {
+        const v1::DerivedSignal derived = Parse<v1::DerivedSignal>(row[1]);
+        next[row[0].as<std::string>()] = derived.regenerate_pair().next_trace_id();
+        where[row[0].as<std::string>()] = {row[2].as<std::string>(), row[3].as<std::string>()};
+      }
+      std::vector<std::string> p_id, p_rejected, p_chosen, p_session, p_area;
+      for (const auto& [rejected, chosen] : ResolveRegenerateChains(next)) {
+        p_id.push_back(PairId(rejected, chosen));
+        p_rejected.push_back(rejected);
+        p_chosen.push_back(chosen);
+        p_session.push_back(where[rejected].first);
+        p_area.push_back(where[rejected].second);
+      }
+      if (!p_id.empty()) {
+        pqxx::result inserted = tx.exec_prepared(
+            "cap_write_pairs", project_id, TextArray(p_id), TextArray(p_rejected),
+            TextArray(p_chosen), TextArray(p_session), TextArray(p_area));
+        stats.pairs_built = static_cast<int>(inserted.affected_rows());
+      }
+    }
+  return stats;
+}
+
+v1::LabelRuleSet CurrentRules(pqxx::transaction_base& tx, const std::string& project_id,
+                              int64_t version, const v1::LabelRuleSet& default_rules) {
+  pqxx::result stored = tx.exec_prepared("cap_rule_set", project_id, version);
+  if (!stored.empty()) return Parse<v1::LabelRuleSet>(stored[0][0]);
+  return default_rules;
+}
+
+}  // namespace
+
 absl::StatusOr<LabelPassStats> PgCaptureRepository::LabelQueued(
     int limit, const v1::LabelRuleSet& default_rules, absl::Time now, const LabelFunction& label) {
   std::vector<std::string> projects;
@@ -668,159 +1010,9 @@ absl::StatusOr<LabelPassStats> PgCaptureRepository::LabelQueued(
             ids.insert(row[1].as<std::string>());
           }
           if (claimed.empty()) return absl::OkStatus();
-          const std::vector<std::string> id_list(ids.begin(), ids.end());
-
-          pqxx::result stored_rules = tx.exec_prepared("cap_rule_set", project_id, 0);
-          const v1::LabelRuleSet rules =
-              stored_rules.empty() ? default_rules : Parse<v1::LabelRuleSet>(stored_rules[0][0]);
-
-          // Evidence, loaded for the whole batch.
-          std::map<std::string, TraceEvidence> evidence;
-          std::set<std::string> sessions;
-          for (const auto& row : tx.exec_prepared("cap_ev_traces", project_id, TextArray(id_list))) {
-            v1::Trace trace = Parse<v1::Trace>(row[0]);
-            *trace.mutable_receive_time() = ToProto(FromMicrosValue(row[1].as<int64_t>()));
-            if (!trace.session_id().empty()) sessions.insert(trace.session_id());
-            const std::string id = trace.trace_id();
-            evidence[id].trace = std::move(trace);
-          }
-          stats.traces_missing = static_cast<int>(ids.size() - evidence.size());
-          const std::vector<std::string> session_list(sessions.begin(), sessions.end());
-          std::set<std::string> raters;
-          for (const auto& row : tx.exec_prepared("cap_ev_signals", project_id, TextArray(id_list),
-                                                  TextArray(session_list))) {
-            v1::Signal signal = SignalFromRow(row[0], row[1]);
-            if (IsExplicitKind(signal.signal_kind()) && !signal.user_id().empty()) {
-              raters.insert(signal.user_id());
-            }
-            if (!signal.trace_id().empty()) {
-              auto it = evidence.find(signal.trace_id());
-              if (it != evidence.end()) it->second.signals.push_back(std::move(signal));
-            } else {
-              for (auto& [id, item] : evidence) {
-                if (item.trace.session_id() == signal.session_id()) item.signals.push_back(signal);
-              }
-            }
-          }
-          for (const auto& row : tx.exec_prepared("cap_ev_next", project_id, TextArray(id_list))) {
-            auto it = evidence.find(row[0].as<std::string>());
-            if (it != evidence.end()) it->second.next_trace = Parse<v1::Trace>(row[1]);
-          }
-          std::map<std::string, std::pair<int, bool>> session_state;
-          const absl::Duration timeout = ToDuration(rules.abandonment_timeout());
-          for (const auto& row :
-               tx.exec_prepared("cap_ev_sessions", project_id, TextArray(session_list))) {
-            const bool idle =
-                row[2].is_null() || FromMicrosValue(row[2].as<int64_t>()) < now - timeout;
-            session_state[row[0].as<std::string>()] = {row[1].as<int>(), idle};
-          }
-          std::map<std::string, RaterStats> rater_stats;
-          if (!raters.empty()) {
-            const absl::Time since = now - ToDuration(rules.coverage().window());
-            for (const auto& row :
-                 tx.exec_prepared("cap_ev_raters", project_id,
-                                  TextArray(std::vector<std::string>(raters.begin(), raters.end())),
-                                  ToMicros(since))) {
-              rater_stats[row[0].as<std::string>()] =
-                  RaterStats{row[1].as<int>(), row[2].as<int>(), row[3].as<int>()};
-            }
-          }
-          std::map<std::string, std::pair<bool, int64_t>> previous;
-          for (const auto& row : tx.exec_prepared("cap_ev_labels", project_id, TextArray(id_list))) {
-            previous[row[0].as<std::string>()] = {row[1].as<bool>(), row[2].as<int64_t>()};
-          }
-
-          // Decide.
-          std::vector<std::string> d_trace, d_payload, l_trace, l_payload;
-          std::vector<int> d_kind;
-          std::vector<int64_t> d_occur, l_version, l_time, l_feed;
-          std::vector<double> l_score;
-          std::vector<std::string> l_flagged;
-          std::vector<std::string> f_trace, f_reasons;
-          std::vector<int> f_type;
-          std::vector<int64_t> f_time, f_version;
-          std::vector<double> f_score;
-          std::vector<size_t> f_label_index;
-          for (auto& [id, item] : evidence) {
-            if (!item.trace.session_id().empty()) {
-              auto state = session_state.find(item.trace.session_id());
-              if (state != session_state.end()) {
-                item.session_turns = std::max(1, state->second.first);
-                item.session_idle = state->second.second;
-              }
-            }
-            for (const v1::Signal& signal : item.signals) {
-              auto it = rater_stats.find(signal.user_id());
-              if (it != rater_stats.end()) item.raters[signal.user_id()] = it->second;
-            }
-            LabelDecision decision = label(item, rules);
-            for (const v1::DerivedSignal& derived : decision.derived) {
-              d_trace.push_back(id);
-              d_kind.push_back(derived.signal_kind());
-              d_occur.push_back(ToMicros(ToTime(derived.occur_time())));
-              d_payload.push_back(derived.SerializeAsString());
-            }
-            const auto before = previous.find(id);
-            const bool was_flagged = before != previous.end() && before->second.first;
-            int64_t feed_sequence = before != previous.end() ? before->second.second : 0;
-            if (decision.label.flagged() != was_flagged) {
-              f_trace.push_back(id);
-              f_type.push_back(decision.label.flagged() ? v1::FLAGGED_FEED_ENTRY_TYPE_FLAGGED
-                                                        : v1::FLAGGED_FEED_ENTRY_TYPE_UNFLAGGED);
-              f_time.push_back(ToMicros(now));
-              f_score.push_back(decision.label.quality_score());
-              f_version.push_back(decision.label.rule_set_version());
-              v1::TraceLabel reasons_only;
-              *reasons_only.mutable_reasons() = decision.label.reasons();
-              f_reasons.push_back(reasons_only.SerializeAsString());
-              f_label_index.push_back(l_trace.size());
-            }
-            l_trace.push_back(id);
-            l_score.push_back(decision.label.quality_score());
-            l_flagged.push_back(decision.label.flagged() ? "t" : "f");
-            l_version.push_back(decision.label.rule_set_version());
-            l_time.push_back(ToMicros(ToTime(decision.label.label_time())));
-            l_feed.push_back(feed_sequence);
-            l_payload.push_back(decision.label.SerializeAsString());
-          }
-
-          // Write: derived signals, feed entries (sequence numbers last, to hold the counter
-          // lock briefly), labels, then forget the claimed queue rows.
-          const std::vector<std::string> present = l_trace;
-          tx.exec_prepared("cap_clear_derived", project_id, TextArray(present));
-          if (!d_trace.empty()) {
-            tx.exec_prepared("cap_write_derived", project_id, TextArray(d_trace),
-                             NumberArray(d_kind), NumberArray(d_occur), ByteaArray(d_payload));
-          }
-          if (!f_trace.empty()) {
-            const int64_t n = static_cast<int64_t>(f_trace.size());
-            const int64_t last = tx.exec_prepared1("cap_feed_take", project_id, n)[0].as<int64_t>();
-            std::vector<int64_t> f_sequence;
-            for (int64_t k = 0; k < n; ++k) {
-              f_sequence.push_back(last - n + 1 + k);
-              l_feed[f_label_index[k]] = f_sequence.back();
-            }
-            tx.exec_prepared("cap_feed_append", project_id, NumberArray(f_sequence),
-                             TextArray(f_trace), NumberArray(f_type), NumberArray(f_time),
-                             NumberArray(f_score), NumberArray(f_version), ByteaArray(f_reasons));
-            stats.feed_entries = static_cast<int>(n);
-          }
-          // Labels carry the sequence of their trace's latest feed entry.
-          for (size_t k = 0; k < l_trace.size(); ++k) {
-            if (l_feed[k] == 0) continue;
-            v1::TraceLabel updated;
-            updated.ParseFromString(l_payload[k]);
-            if (updated.feed_sequence() == l_feed[k]) continue;
-            updated.set_feed_sequence(l_feed[k]);
-            l_payload[k] = updated.SerializeAsString();
-          }
-          if (!l_trace.empty()) {
-            tx.exec_prepared("cap_write_labels", project_id, TextArray(l_trace),
-                             NumberArray(l_score), TextArray(l_flagged), NumberArray(l_version),
-                             NumberArray(l_time), NumberArray(l_feed), ByteaArray(l_payload));
-          }
+          stats = LabelTraces(tx, project_id, std::vector<std::string>(ids.begin(), ids.end()),
+                              CurrentRules(tx, project_id, 0, default_rules), now, label, true);
           tx.exec_prepared("cap_label_done", project_id, NumberArray(claimed));
-          stats.traces_labeled = static_cast<int>(l_trace.size());
           return absl::OkStatus();
         },
         logger_);
@@ -828,8 +1020,273 @@ absl::StatusOr<LabelPassStats> PgCaptureRepository::LabelQueued(
     total.traces_labeled += stats.traces_labeled;
     total.traces_missing += stats.traces_missing;
     total.feed_entries += stats.feed_entries;
+    total.pairs_built += stats.pairs_built;
   }
   return total;
+}
+
+absl::Status PgCaptureRepository::StoreRuleSet(const std::string& project_id,
+                                               const v1::LabelRuleSet& rules) {
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        const int64_t timeout = absl::ToInt64Seconds(ToDuration(rules.abandonment_timeout()));
+        tx.exec_prepared("cap_store_rules", project_id, rules.version(), timeout,
+                         pqxx::binarystring(rules.SerializeAsString()));
+        return absl::OkStatus();
+      },
+      logger_);
+  if (status.code() == absl::StatusCode::kAlreadyExists) {
+    return absl::AbortedError("base_version: another update won; re-read and retry");
+  }
+  return status;
+}
+
+absl::StatusOr<std::vector<v1::LabelRuleSet>> PgCaptureRepository::ListRuleSets(
+    const std::string& project_id) {
+  std::vector<v1::LabelRuleSet> sets;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        sets.clear();
+        for (const auto& row : tx.exec_prepared("cap_list_rules", project_id)) {
+          sets.push_back(Parse<v1::LabelRuleSet>(row[0]));
+        }
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return sets;
+}
+
+absl::Status PgCaptureRepository::StoreRedactionConfig(const std::string& project_id,
+                                                       const v1::RedactionConfig& config,
+                                                       int64_t expected_version) {
+  return db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        const pqxx::binarystring payload(config.SerializeAsString());
+        pqxx::result result =
+            expected_version == 0
+                ? tx.exec_prepared("cap_store_redaction", project_id, config.version(), payload,
+                                   expected_version)
+                : tx.exec_prepared("cap_update_redaction", project_id, config.version(), payload,
+                                   expected_version);
+        if (result.affected_rows() == 0) {
+          return absl::AbortedError("expected_version: the config changed; re-read and retry");
+        }
+        return absl::OkStatus();
+      },
+      logger_);
+}
+
+namespace {
+
+v1::RelabelJob JobFromRow(const pqxx::row& row) {
+  v1::RelabelJob job;
+  job.set_job_id(row[0].as<std::string>());
+  job.set_request_id(row[1].as<std::string>());
+  job.set_rule_set_version(row[2].as<int64_t>());
+  *job.mutable_time_range()->mutable_start_time() = ToProto(FromMicrosValue(row[3].as<int64_t>()));
+  *job.mutable_time_range()->mutable_end_time() = ToProto(FromMicrosValue(row[4].as<int64_t>()));
+  job.set_dry_run(row[5].as<bool>());
+  job.set_state(static_cast<v1::RelabelJobState>(row[6].as<int>()));
+  job.set_traces_total(row[7].as<int64_t>());
+  job.set_traces_processed(row[8].as<int64_t>());
+  job.set_flagged_before(row[9].as<int64_t>());
+  job.set_flagged_after(row[10].as<int64_t>());
+  job.set_newly_flagged(row[11].as<int64_t>());
+  job.set_unflagged(row[12].as<int64_t>());
+  *job.mutable_create_time() = ToProto(FromMicrosValue(row[13].as<int64_t>()));
+  if (!row[14].is_null()) *job.mutable_start_time() = ToProto(FromMicrosValue(row[14].as<int64_t>()));
+  if (!row[15].is_null()) {
+    *job.mutable_finish_time() = ToProto(FromMicrosValue(row[15].as<int64_t>()));
+  }
+  job.set_error_message(row[16].as<std::string>());
+  return job;
+}
+
+}  // namespace
+
+absl::StatusOr<StoredRelabelJob> PgCaptureRepository::CreateRelabelJob(const StoredRelabelJob& job) {
+  StoredRelabelJob stored;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) -> absl::Status {
+        pqxx::result existing =
+            tx.exec_prepared("cap_job_by_request", job.project_id, job.job.request_id());
+        std::string job_id;
+        if (!existing.empty()) {
+          if (Bytes(existing[0][1]) != job.request_sha256) {
+            return absl::AlreadyExistsError("request_id: used for a different request");
+          }
+          job_id = existing[0][0].as<std::string>();
+        } else {
+          pqxx::result inserted = tx.exec_prepared(
+              "cap_job_insert", job.project_id, job.job.job_id(), job.job.request_id(),
+              pqxx::binarystring(job.request_sha256), job.job.rule_set_version(),
+              ToMicros(ToTime(job.job.time_range().start_time())),
+              ToMicros(ToTime(job.job.time_range().end_time())), job.job.dry_run());
+          if (inserted.empty()) {
+            return absl::FailedPreconditionError(
+                "another relabel job of this project is pending or running");
+          }
+          job_id = job.job.job_id();
+        }
+        pqxx::result row = tx.exec_prepared("cap_job_get", job.project_id, job_id);
+        stored.project_id = job.project_id;
+        stored.job = JobFromRow(row[0]);
+        stored.request_sha256 = job.request_sha256;
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return stored;
+}
+
+absl::StatusOr<std::optional<v1::RelabelJob>> PgCaptureRepository::GetRelabelJob(
+    const std::string& project_id, const std::string& job_id) {
+  std::optional<v1::RelabelJob> job;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        job.reset();
+        pqxx::result rows = tx.exec_prepared("cap_job_get", project_id, job_id);
+        if (!rows.empty()) job = JobFromRow(rows[0]);
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return job;
+}
+
+absl::StatusOr<bool> PgCaptureRepository::RelabelStep(int limit,
+                                                      const v1::LabelRuleSet& default_rules,
+                                                      absl::Time now, const LabelFunction& label) {
+  bool worked = false;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) -> absl::Status {
+        worked = false;
+        pqxx::result claim = tx.exec_prepared("cap_job_claim");
+        if (claim.empty()) return absl::OkStatus();
+        const std::string project_id = claim[0][0].as<std::string>();
+        const std::string job_id = claim[0][1].as<std::string>();
+        // Same lock as the live labeler: labels and feed entries stay in order.
+        if (!tx.exec_prepared1("cap_label_lock", kLabelLockClass, project_id)[0].as<bool>()) {
+          return absl::OkStatus();
+        }
+        worked = true;
+        pqxx::row state = tx.exec_prepared1("cap_job_state", project_id, job_id);
+        if (state[4].as<int>() == v1::RELABEL_JOB_STATE_PENDING) {
+          tx.exec_prepared("cap_job_start", project_id, job_id);
+        }
+        const int64_t version = state[0].as<int64_t>();
+        const bool dry_run = state[3].as<bool>();
+        const std::string cursor = state[5].is_null() ? "" : absl::StrCat(state[5].as<int64_t>());
+        std::vector<std::string> ids;
+        int64_t last_start = 0;
+        for (const auto& row : tx.exec_prepared("cap_job_chunk", project_id, state[1].as<int64_t>(),
+                                                state[2].as<int64_t>(), cursor,
+                                                state[6].as<std::string>(), limit)) {
+          ids.push_back(row[0].as<std::string>());
+          last_start = row[1].as<int64_t>();
+        }
+        if (ids.empty()) {
+          tx.exec_prepared("cap_job_finish", project_id, job_id,
+                           static_cast<int>(v1::RELABEL_JOB_STATE_SUCCEEDED), "");
+          return absl::OkStatus();
+        }
+        const v1::LabelRuleSet rules =
+            version == 1 ? CurrentRules(tx, project_id, 1, default_rules)
+                         : CurrentRules(tx, project_id, version, default_rules);
+        const LabelPassStats stats = LabelTraces(tx, project_id, ids, rules, now, label, !dry_run);
+        tx.exec_prepared("cap_job_progress", project_id, job_id,
+                         static_cast<int64_t>(ids.size()), stats.flagged_before,
+                         stats.flagged_after, stats.newly_flagged, stats.unflagged, last_start,
+                         ids.back());
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return worked;
+}
+
+absl::StatusOr<std::vector<v1::PreferencePair>> PgCaptureRepository::ListPreferencePairs(
+    const std::string& project_id, const PairFilter& filter, const std::optional<PairCursor>& after,
+    int limit) {
+  std::vector<v1::PreferencePair> pairs;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) {
+        pairs.clear();
+        for (const auto& row : tx.exec_prepared(
+                 "cap_list_pairs", project_id, OptionalMicros(filter.created_after),
+                 OptionalMicros(filter.created_before), filter.feature_area,
+                 after.has_value() ? absl::StrCat(ToMicros(after->created)) : "",
+                 after.has_value() ? after->pair_id : "", limit)) {
+          v1::PreferencePair pair;
+          pair.set_pair_id(row[0].as<std::string>());
+          pair.set_rejected_trace_id(row[1].as<std::string>());
+          pair.set_chosen_trace_id(row[2].as<std::string>());
+          pair.set_session_id(row[3].as<std::string>());
+          pair.set_feature_area(row[4].as<std::string>());
+          *pair.mutable_create_time() = ToProto(FromMicrosValue(row[5].as<int64_t>()));
+          const v1::Trace rejected = Parse<v1::Trace>(row[6]);
+          const v1::Trace chosen = Parse<v1::Trace>(row[7]);
+          *pair.mutable_prompt() = rejected.input();
+          pair.set_rejected_output(rejected.output());
+          pair.set_chosen_output(chosen.output());
+          if (!row[8].is_null()) pair.set_chosen_quality_score(row[8].as<double>());
+          pairs.push_back(std::move(pair));
+        }
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return pairs;
+}
+
+absl::StatusOr<AuditData> PgCaptureRepository::AuditWindow(const std::string& project_id,
+                                                           absl::Time start, absl::Time end,
+                                                           const std::string& feature_area) {
+  AuditData data;
+  absl::Status status = db::RunInTransaction(
+      *pool_, {db::Isolation::kRepeatableRead},
+      [&](pqxx::transaction_base& tx) {
+        data = AuditData{};
+        pqxx::row totals = tx.exec_prepared1("cap_audit_totals", project_id, ToMicros(start),
+                                             ToMicros(end), feature_area);
+        data.traces = totals[0].as<int64_t>();
+        data.sessions = totals[1].as<int64_t>();
+        data.users = totals[2].as<int64_t>();
+        data.traces_with_explicit = totals[3].as<int64_t>();
+        data.thumbs_up = totals[4].as<int64_t>();
+        data.thumbs_down = totals[5].as<int64_t>();
+        data.ratings = totals[6].as<int64_t>();
+        data.comments_only = totals[7].as<int64_t>();
+        data.sessions_with_implicit = totals[8].as<int64_t>();
+        std::map<std::string, AuditUser> users;
+        for (const auto& row : tx.exec_prepared("cap_audit_users", project_id, ToMicros(start),
+                                                ToMicros(end), feature_area)) {
+          AuditUser& user = users[row[0].as<std::string>()];
+          user.user_id = row[0].as<std::string>();
+          user.traces_by_area[row[1].as<std::string>()] += row[2].as<int64_t>();
+          user.traces += row[2].as<int64_t>();
+          user.rater = user.rater || row[4].as<bool>();
+          user.first_trace = FromMicrosValue(row[5].as<int64_t>());
+        }
+        for (const auto& row : tx.exec_prepared("cap_audit_user_sessions", project_id,
+                                                ToMicros(start), ToMicros(end), feature_area)) {
+          auto it = users.find(row[0].as<std::string>());
+          if (it != users.end()) it->second.sessions = row[1].as<int64_t>();
+        }
+        for (auto& [id, user] : users) data.per_user.push_back(std::move(user));
+        return absl::OkStatus();
+      },
+      logger_);
+  if (!status.ok()) return status;
+  return data;
 }
 
 absl::StatusOr<int> PgCaptureRepository::SweepIdleSessions(absl::Duration default_timeout,

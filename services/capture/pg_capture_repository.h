@@ -42,6 +42,21 @@ class PgCaptureRepository : public CaptureRepository {
   absl::StatusOr<LabelPassStats> LabelQueued(int limit, const v1::LabelRuleSet& default_rules,
                                              absl::Time now, const LabelFunction& label) override;
   absl::StatusOr<int> SweepIdleSessions(absl::Duration default_timeout, int limit) override;
+  absl::Status StoreRuleSet(const std::string& project_id, const v1::LabelRuleSet& rules) override;
+  absl::StatusOr<std::vector<v1::LabelRuleSet>> ListRuleSets(const std::string& project_id) override;
+  absl::Status StoreRedactionConfig(const std::string& project_id,
+                                    const v1::RedactionConfig& config,
+                                    int64_t expected_version) override;
+  absl::StatusOr<StoredRelabelJob> CreateRelabelJob(const StoredRelabelJob& job) override;
+  absl::StatusOr<std::optional<v1::RelabelJob>> GetRelabelJob(const std::string& project_id,
+                                                              const std::string& job_id) override;
+  absl::StatusOr<bool> RelabelStep(int limit, const v1::LabelRuleSet& default_rules,
+                                   absl::Time now, const LabelFunction& label) override;
+  absl::StatusOr<std::vector<v1::PreferencePair>> ListPreferencePairs(
+      const std::string& project_id, const PairFilter& filter,
+      const std::optional<PairCursor>& after, int limit) override;
+  absl::StatusOr<AuditData> AuditWindow(const std::string& project_id, absl::Time start,
+                                        absl::Time end, const std::string& feature_area) override;
 
  private:
   db::ConnectionPool* const pool_;

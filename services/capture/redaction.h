@@ -30,7 +30,8 @@ class Redactor {
   void RedactTrace(v1::Trace* trace) const;
   // Redacts a signal's comment, edit final_text, rephrase new_input_text and custom value strings.
   void RedactSignal(v1::Signal* signal) const;
-  // True if a built-in detector matches `text` entirely (used to refuse e-mails as user ids).
+  // True if a built-in detector other than api_key matches `text` entirely (used to refuse
+  // e-mails, phone numbers, card numbers and IP addresses as user ids; hashes are fine).
   bool MatchesEntirely(const std::string& text) const;
 
   // The defaults: every built-in detector enabled, no custom pattern, version 0.
