@@ -505,6 +505,9 @@ PgEvalSetRepository::PgEvalSetRepository(db::ConnectionPool* pool, Logger* logge
       absl::StrCat("SELECT ", kCaseColumns, kCaseFrom, "WHERE", kLiveAt,
                    "AND r.case_id > $4 AND (cardinality($5::text[]) = 0 OR "
                    "r.theme_id = ANY($5::text[])) AND r.tags @> $6::text[] "
+                   // Repeated on `c` so both sides of the join start at the page's position
+                   // (otherwise a merge join re-reads cases from the start on every page).
+                   "AND c.project_id = $1 AND c.eval_set_id = $2 AND c.case_id > $4 "
                    "ORDER BY r.case_id LIMIT $7"));
   reg("evals_count_at",
       absl::StrCat("SELECT count(*) FROM evals.case_revisions r WHERE", kLiveAt,
