@@ -149,6 +149,23 @@ TEST_F(CaptureGrpcTest, SingleItemErrorsMapToStatusCodes) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(CaptureGrpcTest, MalformedUtf8IsInvalidArgumentForTheWholeRequest) {
+  v1::Trace trace = MakeTrace("t1");
+  trace.mutable_input()->set_prompt("caf\xc3 broken");
+  EXPECT_EQ(CreateTrace(alpha_secret_, trace), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::BatchCreateTracesRequest batch;
+  *batch.add_traces() = MakeTrace("t2");
+  *batch.add_traces() = trace;
+  v1::BatchCreateTracesResponse response;
+  grpc::Status batch_status = stub_->BatchCreateTraces(Context(alpha_secret_).get(), batch, &response);
+  EXPECT_EQ(batch_status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << batch_status.error_message();
+  v1::GetTraceRequest get;
+  get.set_trace_id("t2");
+  v1::GetTraceResponse stored;
+  EXPECT_EQ(stub_->GetTrace(Context(alpha_secret_).get(), get, &stored).error_code(),
+            grpc::StatusCode::NOT_FOUND);  // nothing from the message was stored
+}
+
 TEST_F(CaptureGrpcTest, StreamIngestCommitsInWindowsAndAnswersOncePerItem) {
   v1::StreamIngestResponse response;
   auto context = Context(alpha_secret_);

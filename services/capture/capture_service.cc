@@ -65,84 +65,6 @@ grpc::ServerUnaryReactor* CaptureServiceHandler::Run(
 // ---------------------------------------------------------------------------------------------
 // Unary ingestion
 
-grpc::ServerUnaryReactor* CaptureServiceHandler::CreateTrace(grpc::CallbackServerContext* context,
-                                                             const v1::CreateTraceRequest* request,
-                                                             v1::CreateTraceResponse* response) {
-  return Run(context, Requirement::Of(Scope::kIngest), [=, this](const auth::Principal& principal) {
-    if (!request->has_trace()) return absl::InvalidArgumentError("trace: required");
-    absl::StatusOr<CaptureLogic::IngestOutcome> outcome =
-        logic_->Ingest(Writer{principal.project_id, false}, {ItemRef{&request->trace(), nullptr}});
-    if (!outcome.ok()) return outcome.status();
-    const v1::IngestResult& result = outcome->results[0];
-    if (result.result().outcome() == common::v1::ITEM_OUTCOME_REJECTED) {
-      return ItemStatus(result, "trace");
-    }
-    response->set_trace_id(request->trace().trace_id());
-    response->set_duplicate(result.result().outcome() == common::v1::ITEM_OUTCOME_DUPLICATE);
-    *response->mutable_redactions() = result.redactions();
-    *response->mutable_receive_time() = ToProto(outcome->receive_times[0]);
-    if (StoredSomething(outcome->counts)) on_ingested_();
-    return absl::OkStatus();
-  });
-}
-
-grpc::ServerUnaryReactor* CaptureServiceHandler::CreateSignal(grpc::CallbackServerContext* context,
-                                                              const v1::CreateSignalRequest* request,
-                                                              v1::CreateSignalResponse* response) {
-  return Run(context, Requirement::SignalWrite(), [=, this](const auth::Principal& principal) {
-    if (!request->has_signal()) return absl::InvalidArgumentError("signal: required");
-    absl::StatusOr<CaptureLogic::IngestOutcome> outcome = logic_->Ingest(
-        Writer{principal.project_id, principal.kind == auth::KeyKind::kPublic},
-        {ItemRef{nullptr, &request->signal()}});
-    if (!outcome.ok()) return outcome.status();
-    const v1::IngestResult& result = outcome->results[0];
-    if (result.result().outcome() == common::v1::ITEM_OUTCOME_REJECTED) {
-      return ItemStatus(result, "signal");
-    }
-    response->set_event_id(request->signal().event_id());
-    response->set_duplicate(result.result().outcome() == common::v1::ITEM_OUTCOME_DUPLICATE);
-    *response->mutable_redactions() = result.redactions();
-    *response->mutable_receive_time() = ToProto(outcome->receive_times[0]);
-    response->set_trace_received(outcome->trace_received[0]);
-    if (StoredSomething(outcome->counts)) on_ingested_();
-    return absl::OkStatus();
-  });
-}
-
-grpc::ServerUnaryReactor* CaptureServiceHandler::BatchCreateTraces(
-    grpc::CallbackServerContext* context, const v1::BatchCreateTracesRequest* request,
-    v1::BatchCreateTracesResponse* response) {
-  return Run(context, Requirement::Of(Scope::kIngest), [=, this](const auth::Principal& principal) {
-    std::vector<ItemRef> items;
-    items.reserve(request->traces_size());
-    for (const v1::Trace& trace : request->traces()) items.push_back(ItemRef{&trace, nullptr});
-    absl::StatusOr<CaptureLogic::IngestOutcome> outcome =
-        logic_->Ingest(Writer{principal.project_id, false}, items);
-    if (!outcome.ok()) return outcome.status();
-    for (v1::IngestResult& result : outcome->results) *response->add_results() = std::move(result);
-    *response->mutable_counts() = outcome->counts;
-    if (StoredSomething(outcome->counts)) on_ingested_();
-    return absl::OkStatus();
-  });
-}
-
-grpc::ServerUnaryReactor* CaptureServiceHandler::BatchCreateSignals(
-    grpc::CallbackServerContext* context, const v1::BatchCreateSignalsRequest* request,
-    v1::BatchCreateSignalsResponse* response) {
-  return Run(context, Requirement::SignalWrite(), [=, this](const auth::Principal& principal) {
-    std::vector<ItemRef> items;
-    items.reserve(request->signals_size());
-    for (const v1::Signal& signal : request->signals()) items.push_back(ItemRef{nullptr, &signal});
-    absl::StatusOr<CaptureLogic::IngestOutcome> outcome = logic_->Ingest(
-        Writer{principal.project_id, principal.kind == auth::KeyKind::kPublic}, items);
-    if (!outcome.ok()) return outcome.status();
-    for (v1::IngestResult& result : outcome->results) *response->add_results() = std::move(result);
-    *response->mutable_counts() = outcome->counts;
-    if (StoredSomething(outcome->counts)) on_ingested_();
-    return absl::OkStatus();
-  });
-}
-
 namespace {
 
 std::vector<ItemRef> Refs(const google::protobuf::RepeatedPtrField<v1::IngestItem>& items) {
@@ -155,31 +77,169 @@ std::vector<ItemRef> Refs(const google::protobuf::RepeatedPtrField<v1::IngestIte
   return refs;
 }
 
+template <typename Message>
+bool ParseRaw(const grpc::ByteBuffer& raw, Message* message) {
+  grpc::ByteBuffer copy(raw);  // Deserialize consumes its buffer; copies share the slices
+  return grpc::SerializationTraits<Message>::Deserialize(&copy, message).ok();
+}
+
+const grpc::Status kUnparsable(grpc::StatusCode::INVALID_ARGUMENT,
+                               "request: not a valid message (malformed UTF-8 in a string field?)");
+
 }  // namespace
 
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* CaptureServiceHandler::RunRaw(grpc::CallbackServerContext* context,
+                                                        const grpc::ByteBuffer* request,
+                                                        grpc::ByteBuffer* response,
+                                                        const Requirement& requirement,
+                                                        TypedBody<Request, Response> body) {
+  auto parsed = std::make_shared<Request>();
+  if (!ParseRaw(*request, parsed.get())) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(kUnparsable);
+    return reactor;
+  }
+  return Run(context, requirement,
+             [this, parsed, response, body](const auth::Principal& principal) -> absl::Status {
+               Response typed;
+               absl::Status status = (this->*body)(principal, *parsed, &typed);
+               if (!status.ok()) return status;
+               bool own = false;
+               if (!grpc::SerializationTraits<Response>::Serialize(typed, response, &own).ok()) {
+                 return absl::InternalError("cannot serialize the response");
+               }
+               return absl::OkStatus();
+             });
+}
+
+grpc::ServerUnaryReactor* CaptureServiceHandler::CreateTrace(grpc::CallbackServerContext* context,
+                                                             const grpc::ByteBuffer* request,
+                                                             grpc::ByteBuffer* response) {
+  return RunRaw(context, request, response, Requirement::Of(Scope::kIngest),
+                &CaptureServiceHandler::DoCreateTrace);
+}
+
+grpc::ServerUnaryReactor* CaptureServiceHandler::CreateSignal(grpc::CallbackServerContext* context,
+                                                              const grpc::ByteBuffer* request,
+                                                              grpc::ByteBuffer* response) {
+  return RunRaw(context, request, response, Requirement::SignalWrite(),
+                &CaptureServiceHandler::DoCreateSignal);
+}
+
+grpc::ServerUnaryReactor* CaptureServiceHandler::BatchCreateTraces(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return RunRaw(context, request, response, Requirement::Of(Scope::kIngest),
+                &CaptureServiceHandler::DoBatchCreateTraces);
+}
+
+grpc::ServerUnaryReactor* CaptureServiceHandler::BatchCreateSignals(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return RunRaw(context, request, response, Requirement::SignalWrite(),
+                &CaptureServiceHandler::DoBatchCreateSignals);
+}
+
 grpc::ServerUnaryReactor* CaptureServiceHandler::Ingest(grpc::CallbackServerContext* context,
-                                                        const v1::IngestRequest* request,
-                                                        v1::IngestResponse* response) {
-  return Run(context, Requirement::Of(Scope::kIngest), [=, this](const auth::Principal& principal) {
-    absl::StatusOr<CaptureLogic::IngestOutcome> outcome =
-        logic_->Ingest(Writer{principal.project_id, false}, Refs(request->items()));
-    if (!outcome.ok()) return outcome.status();
-    for (v1::IngestResult& result : outcome->results) *response->add_results() = std::move(result);
-    *response->mutable_counts() = outcome->counts;
-    if (StoredSomething(outcome->counts)) on_ingested_();
-    return absl::OkStatus();
-  });
+                                                        const grpc::ByteBuffer* request,
+                                                        grpc::ByteBuffer* response) {
+  return RunRaw(context, request, response, Requirement::Of(Scope::kIngest),
+                &CaptureServiceHandler::DoIngest);
+}
+
+absl::Status CaptureServiceHandler::DoCreateTrace(const auth::Principal& principal,
+                                                  const v1::CreateTraceRequest& request,
+                                                  v1::CreateTraceResponse* response) {
+  if (!request.has_trace()) return absl::InvalidArgumentError("trace: required");
+  absl::StatusOr<CaptureLogic::IngestOutcome> outcome =
+      logic_->Ingest(Writer{principal.project_id, false}, {ItemRef{&request.trace(), nullptr}});
+  if (!outcome.ok()) return outcome.status();
+  const v1::IngestResult& result = outcome->results[0];
+  if (result.result().outcome() == common::v1::ITEM_OUTCOME_REJECTED) {
+    return ItemStatus(result, "trace");
+  }
+  response->set_trace_id(request.trace().trace_id());
+  response->set_duplicate(result.result().outcome() == common::v1::ITEM_OUTCOME_DUPLICATE);
+  *response->mutable_redactions() = result.redactions();
+  *response->mutable_receive_time() = ToProto(outcome->receive_times[0]);
+  if (StoredSomething(outcome->counts)) on_ingested_();
+  return absl::OkStatus();
+}
+
+absl::Status CaptureServiceHandler::DoCreateSignal(const auth::Principal& principal,
+                                                   const v1::CreateSignalRequest& request,
+                                                   v1::CreateSignalResponse* response) {
+  if (!request.has_signal()) return absl::InvalidArgumentError("signal: required");
+  absl::StatusOr<CaptureLogic::IngestOutcome> outcome =
+      logic_->Ingest(Writer{principal.project_id, principal.kind == auth::KeyKind::kPublic},
+                     {ItemRef{nullptr, &request.signal()}});
+  if (!outcome.ok()) return outcome.status();
+  const v1::IngestResult& result = outcome->results[0];
+  if (result.result().outcome() == common::v1::ITEM_OUTCOME_REJECTED) {
+    return ItemStatus(result, "signal");
+  }
+  response->set_event_id(request.signal().event_id());
+  response->set_duplicate(result.result().outcome() == common::v1::ITEM_OUTCOME_DUPLICATE);
+  *response->mutable_redactions() = result.redactions();
+  *response->mutable_receive_time() = ToProto(outcome->receive_times[0]);
+  response->set_trace_received(outcome->trace_received[0]);
+  if (StoredSomething(outcome->counts)) on_ingested_();
+  return absl::OkStatus();
+}
+
+namespace {
+
+template <typename Response>
+absl::Status Respond(absl::StatusOr<CaptureLogic::IngestOutcome> outcome, Response* response,
+                     const std::function<void()>& on_ingested) {
+  if (!outcome.ok()) return outcome.status();
+  for (v1::IngestResult& result : outcome->results) *response->add_results() = std::move(result);
+  *response->mutable_counts() = outcome->counts;
+  if (StoredSomething(outcome->counts)) on_ingested();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CaptureServiceHandler::DoBatchCreateTraces(const auth::Principal& principal,
+                                                        const v1::BatchCreateTracesRequest& request,
+                                                        v1::BatchCreateTracesResponse* response) {
+  std::vector<ItemRef> items;
+  items.reserve(request.traces_size());
+  for (const v1::Trace& trace : request.traces()) items.push_back(ItemRef{&trace, nullptr});
+  return Respond(logic_->Ingest(Writer{principal.project_id, false}, items), response,
+                 on_ingested_);
+}
+
+absl::Status CaptureServiceHandler::DoBatchCreateSignals(
+    const auth::Principal& principal, const v1::BatchCreateSignalsRequest& request,
+    v1::BatchCreateSignalsResponse* response) {
+  std::vector<ItemRef> items;
+  items.reserve(request.signals_size());
+  for (const v1::Signal& signal : request.signals()) items.push_back(ItemRef{nullptr, &signal});
+  return Respond(logic_->Ingest(Writer{principal.project_id,
+                                       principal.kind == auth::KeyKind::kPublic},
+                                items),
+                 response, on_ingested_);
+}
+
+absl::Status CaptureServiceHandler::DoIngest(const auth::Principal& principal,
+                                             const v1::IngestRequest& request,
+                                             v1::IngestResponse* response) {
+  return Respond(logic_->Ingest(Writer{principal.project_id, false}, Refs(request.items())),
+                 response, on_ingested_);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Streaming ingestion: items are committed in windows (1000 items or 1 s of age), each on the
 // executor while reading pauses; the single response goes out after the last commit.
 
-class StreamIngestReactor : public grpc::ServerReadReactor<v1::StreamIngestRequest> {
+class StreamIngestReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   StreamIngestReactor(CaptureServiceHandler* handler, grpc::CallbackServerContext* context,
-                      v1::StreamIngestResponse* response)
-      : handler_(handler), context_(context), response_(response), started_(absl::Now()) {
+                      grpc::ByteBuffer* response)
+      : handler_(handler), context_(context), raw_response_(response), started_(absl::Now()) {
     if (!handler_->executor_.TrySubmit([this] { Authenticate(); })) {
       Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server busy; retry"));
     }
@@ -188,6 +248,11 @@ class StreamIngestReactor : public grpc::ServerReadReactor<v1::StreamIngestReque
   void OnReadDone(bool ok) override {
     if (!ok) {  // half-close (or a broken stream: then OnCancel has fired too)
       Commit(/*last=*/true);
+      return;
+    }
+    request_.Clear();
+    if (!ParseRaw(raw_request_, &request_)) {
+      Finish(kUnparsable);
       return;
     }
     for (v1::IngestItem& item : *request_.mutable_items()) window_.push_back(std::move(item));
@@ -207,7 +272,7 @@ class StreamIngestReactor : public grpc::ServerReadReactor<v1::StreamIngestReque
         absl::Now() - window_started_ >= handler_->options_.stream_window_age) {
       Commit(/*last=*/false);
     } else {
-      StartRead(&request_);
+      StartRead(&raw_request_);
     }
   }
 
@@ -223,12 +288,23 @@ class StreamIngestReactor : public grpc::ServerReadReactor<v1::StreamIngestReque
     }
     project_id_ = principal->project_id;
     window_started_ = absl::Now();
-    StartRead(&request_);
+    StartRead(&raw_request_);
+  }
+
+  void Succeed() {
+    bool own = false;
+    if (!grpc::SerializationTraits<v1::StreamIngestResponse>::Serialize(response_, raw_response_,
+                                                                        &own)
+             .ok()) {
+      Finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+      return;
+    }
+    Finish(grpc::Status::OK);
   }
 
   void Commit(bool last) {
     if (window_.empty()) {
-      if (last) Finish(grpc::Status::OK);
+      if (last) Succeed();
       return;
     }
     std::vector<v1::IngestItem> batch;
@@ -252,23 +328,23 @@ class StreamIngestReactor : public grpc::ServerReadReactor<v1::StreamIngestReque
       }
       for (v1::IngestResult& result : outcome->results) {
         result.mutable_result()->set_index(result.result().index() + committed_);
-        *response_->add_results() = std::move(result);
+        *response_.add_results() = std::move(result);
       }
       committed_ += static_cast<int>(refs.size());
-      auto* counts = response_->mutable_counts();
+      auto* counts = response_.mutable_counts();
       counts->set_accepted(counts->accepted() + outcome->counts.accepted());
       counts->set_duplicate(counts->duplicate() + outcome->counts.duplicate());
       counts->set_rejected(counts->rejected() + outcome->counts.rejected());
       counts->set_redactions(counts->redactions() + outcome->counts.redactions());
-      response_->set_commits(response_->commits() + 1);
+      response_.set_commits(response_.commits() + 1);
       if (StoredSomething(outcome->counts)) handler_->on_ingested_();
       window_started_ = absl::Now();
       if (!window_.empty()) {
         Commit(last);  // still on the executor thread: the rest of an oversized window
       } else if (last) {
-        Finish(grpc::Status::OK);
+        Succeed();
       } else {
-        StartRead(&request_);
+        StartRead(&raw_request_);
       }
     };
     if (!handler_->executor_.TrySubmit(std::move(work))) {
@@ -278,18 +354,20 @@ class StreamIngestReactor : public grpc::ServerReadReactor<v1::StreamIngestReque
 
   CaptureServiceHandler* const handler_;
   grpc::CallbackServerContext* const context_;
-  v1::StreamIngestResponse* const response_;
+  grpc::ByteBuffer* const raw_response_;
   const absl::Time started_;
   std::string project_id_;
+  grpc::ByteBuffer raw_request_;
   v1::StreamIngestRequest request_;
+  v1::StreamIngestResponse response_;
   std::vector<v1::IngestItem> window_;
   absl::Time window_started_;
   int received_ = 0;
   int committed_ = 0;
 };
 
-grpc::ServerReadReactor<v1::StreamIngestRequest>* CaptureServiceHandler::StreamIngest(
-    grpc::CallbackServerContext* context, v1::StreamIngestResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* CaptureServiceHandler::StreamIngest(
+    grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
   return new StreamIngestReactor(this, context, response);
 }
 

@@ -31,9 +31,20 @@ struct CaptureHandlerOptions {
   int max_watches_per_project = 16;
 };
 
+// Ingestion methods take raw bytes: gRPC 1.51's callback API answers UNIMPLEMENTED when it cannot
+// parse a request (e.g. malformed UTF-8 in a proto3 string), so they parse it themselves and
+// answer INVALID_ARGUMENT, as the API documents.
+using CaptureServiceBase = v1::CaptureService::WithRawCallbackMethod_CreateTrace<
+    v1::CaptureService::WithRawCallbackMethod_CreateSignal<
+        v1::CaptureService::WithRawCallbackMethod_BatchCreateTraces<
+            v1::CaptureService::WithRawCallbackMethod_BatchCreateSignals<
+                v1::CaptureService::WithRawCallbackMethod_Ingest<
+                    v1::CaptureService::WithRawCallbackMethod_StreamIngest<
+                        v1::CaptureService::CallbackService>>>>>>;
+
 // gRPC handler of flywheel.capture.v1.CaptureService: authenticates, translates to the logic
 // and maps statuses. Database work runs on a bounded executor, never on a reactor thread.
-class CaptureServiceHandler final : public v1::CaptureService::CallbackService {
+class CaptureServiceHandler final : public CaptureServiceBase {
  public:
   // `on_ingested` runs after a write that stored something (wakes the local labeler).
   CaptureServiceHandler(auth::Authenticator* authenticator, CaptureLogic* logic, Logger* logger,
@@ -41,22 +52,22 @@ class CaptureServiceHandler final : public v1::CaptureService::CallbackService {
   ~CaptureServiceHandler() override;
 
   grpc::ServerUnaryReactor* CreateTrace(grpc::CallbackServerContext* context,
-                                        const v1::CreateTraceRequest* request,
-                                        v1::CreateTraceResponse* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* CreateSignal(grpc::CallbackServerContext* context,
-                                         const v1::CreateSignalRequest* request,
-                                         v1::CreateSignalResponse* response) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* BatchCreateTraces(grpc::CallbackServerContext* context,
-                                              const v1::BatchCreateTracesRequest* request,
-                                              v1::BatchCreateTracesResponse* response) override;
+                                              const grpc::ByteBuffer* request,
+                                              grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* BatchCreateSignals(grpc::CallbackServerContext* context,
-                                               const v1::BatchCreateSignalsRequest* request,
-                                               v1::BatchCreateSignalsResponse* response) override;
+                                               const grpc::ByteBuffer* request,
+                                               grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Ingest(grpc::CallbackServerContext* context,
-                                   const v1::IngestRequest* request,
-                                   v1::IngestResponse* response) override;
-  grpc::ServerReadReactor<v1::StreamIngestRequest>* StreamIngest(
-      grpc::CallbackServerContext* context, v1::StreamIngestResponse* response) override;
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* StreamIngest(grpc::CallbackServerContext* context,
+                                                          grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetTrace(grpc::CallbackServerContext* context,
                                      const v1::GetTraceRequest* request,
                                      v1::GetTraceResponse* response) override;
@@ -102,6 +113,30 @@ class CaptureServiceHandler final : public v1::CaptureService::CallbackService {
  private:
   friend class StreamIngestReactor;
   friend class FeedWatchReactor;
+
+  template <typename Request, typename Response>
+  using TypedBody = absl::Status (CaptureServiceHandler::*)(const auth::Principal&, const Request&,
+                                                            Response*);
+  // Parses a raw request (INVALID_ARGUMENT if it is not a valid message), runs `body` like Run
+  // and serializes the response.
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* RunRaw(grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
+                                   const auth::Requirement& requirement,
+                                   TypedBody<Request, Response> body);
+  absl::Status DoCreateTrace(const auth::Principal& principal, const v1::CreateTraceRequest& request,
+                             v1::CreateTraceResponse* response);
+  absl::Status DoCreateSignal(const auth::Principal& principal,
+                              const v1::CreateSignalRequest& request,
+                              v1::CreateSignalResponse* response);
+  absl::Status DoBatchCreateTraces(const auth::Principal& principal,
+                                   const v1::BatchCreateTracesRequest& request,
+                                   v1::BatchCreateTracesResponse* response);
+  absl::Status DoBatchCreateSignals(const auth::Principal& principal,
+                                    const v1::BatchCreateSignalsRequest& request,
+                                    v1::BatchCreateSignalsResponse* response);
+  absl::Status DoIngest(const auth::Principal& principal, const v1::IngestRequest& request,
+                        v1::IngestResponse* response);
 
   // Runs `body` on the executor after authenticating with `requirement`; maps its status.
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,

@@ -139,14 +139,21 @@ std::vector<Statement> Statements() {
            ", payload, trace_id <> '' AND EXISTS (SELECT 1 FROM capture.traces t WHERE "
            "t.project_id = $1 AND t.trace_id = s.trace_id) FROM capture.signals s "
            "WHERE project_id = $1 AND event_id = ANY($2::text[])"},
+      // Lookups through the partial indexes (traces_by_session, signals_by_trace,
+      // signals_by_user: `WHERE <column> <> ''`) repeat `<column> <> ''` even where the join or
+      // the caller already implies it: the planner cannot prove an index predicate from a join
+      // clause, a parameter or a long array, and without the index it reads every row of the
+      // project once per input row.
+      //
       // Queue the given traces, plus the previous trace of each one's session (its "next trace"
       // changed), plus every trace of the given sessions (session-level signals).
       {"cap_queue",
        "INSERT INTO capture.label_queue (project_id, trace_id) "
        "SELECT $1, x FROM (SELECT unnest($2::text[]) x UNION "
        "SELECT p.trace_id FROM capture.traces c JOIN LATERAL (SELECT trace_id FROM capture.traces "
-       "p WHERE p.project_id = $1 AND p.session_id = c.session_id AND (p.start_time, p.trace_id) "
-       "< (c.start_time, c.trace_id) ORDER BY p.start_time DESC, p.trace_id DESC LIMIT 1) p ON "
+       "p WHERE p.project_id = $1 AND p.session_id = c.session_id AND p.session_id <> '' AND "
+       "(p.start_time, p.trace_id) < (c.start_time, c.trace_id) "
+       "ORDER BY p.start_time DESC, p.trace_id DESC LIMIT 1) p ON "
        "true WHERE c.project_id = $1 AND c.trace_id = ANY($3::text[]) AND c.session_id <> '' "
        "UNION SELECT trace_id FROM capture.traces WHERE project_id = $1 AND "
        "session_id = ANY($4::text[]) AND session_id <> '') q ORDER BY x"},
@@ -232,23 +239,25 @@ std::vector<Statement> Statements() {
            " FROM capture.traces WHERE project_id = $1 AND trace_id = ANY($2::text[])"},
       {"cap_ev_signals",
        "SELECT payload, " + receive +
-           " FROM capture.signals WHERE project_id = $1 AND (trace_id = ANY($2::text[]) OR "
-           "(session_id <> '' AND session_id = ANY($3::text[])))"},
+           " FROM capture.signals WHERE project_id = $1 AND ((trace_id <> '' AND "
+           "trace_id = ANY($2::text[])) OR (session_id <> '' AND session_id = ANY($3::text[])))"},
       {"cap_ev_next",
        "SELECT c.trace_id, n.payload FROM capture.traces c JOIN LATERAL (SELECT payload FROM "
        "capture.traces n WHERE n.project_id = c.project_id AND n.session_id = c.session_id AND "
-       "(n.start_time, n.trace_id) > (c.start_time, c.trace_id) ORDER BY n.start_time, "
+       "n.session_id <> '' AND (n.start_time, n.trace_id) > (c.start_time, c.trace_id) "
+       "ORDER BY n.start_time, "
        "n.trace_id LIMIT 1) n ON true WHERE c.project_id = $1 AND c.trace_id = ANY($2::text[]) "
        "AND c.session_id <> ''"},
       {"cap_ev_sessions",
        "SELECT s.session_id, (SELECT count(*) FROM capture.traces t WHERE t.project_id = $1 AND "
-       "t.session_id = s.session_id), (SELECT " +
+       "t.session_id = s.session_id AND t.session_id <> ''), (SELECT " +
            Micros("last_activity") +
            " FROM capture.session_activity a WHERE a.project_id = $1 AND a.session_id = "
            "s.session_id) FROM unnest($2::text[]) s(session_id)"},
       {"cap_ev_raters",
        "SELECT user_id, count(*), count(value_key), count(DISTINCT value_key) FROM "
-       "capture.signals WHERE project_id = $1 AND user_id = ANY($2::text[]) AND signal_kind IN "
+       "capture.signals WHERE project_id = $1 AND user_id <> '' AND user_id = ANY($2::text[]) "
+       "AND signal_kind IN "
        "(1, 2, 3, 4) AND occur_time >= " +
            FromMicros("$3::int8") + " GROUP BY user_id"},
       {"cap_ev_labels",
@@ -288,7 +297,8 @@ std::vector<Statement> Statements() {
       {"cap_session_regenerations",
        "SELECT d.trace_id, d.payload, t.session_id, t.feature_area FROM capture.traces t JOIN "
        "capture.derived_signals d ON d.project_id = t.project_id AND d.trace_id = t.trace_id "
-       "AND d.signal_kind = 31 WHERE t.project_id = $1 AND t.session_id = ANY($2::text[])"},
+       "AND d.signal_kind = 31 WHERE t.project_id = $1 AND t.session_id <> '' AND "
+       "t.session_id = ANY($2::text[])"},
       {"cap_write_pairs",
        "INSERT INTO capture.preference_pairs (project_id, pair_id, rejected_trace_id, "
        "chosen_trace_id, session_id, feature_area) SELECT $1, i, r, c, s, a FROM "
