@@ -10,6 +10,7 @@
 #include "services/evalset/evalset_logic.h"
 #include "services/evalset/ids.h"
 #include "services/evalset/logic_util.h"
+#include "services/evalset/snapshot_pager.h"
 
 namespace flywheel::evalset {
 namespace {
@@ -48,13 +49,10 @@ class CaseStreamSource : public MessageSource<v1::StreamCasesResponse> {
   CaseStreamSource(EvalSetRepository* repository, std::string project, std::string eval_set_id,
                    SnapshotQuery query, v1::StreamCasesResponse header, int per_message,
                    int fetch_rows)
-      : repository_(repository),
-        project_(std::move(project)),
-        eval_set_id_(std::move(eval_set_id)),
-        query_(std::move(query)),
+      : pager_(repository, std::move(project), std::move(eval_set_id), std::move(query),
+               fetch_rows),
         header_(std::move(header)),
-        per_message_(per_message),
-        fetch_rows_(fetch_rows) {}
+        per_message_(per_message) {}
 
   absl::StatusOr<bool> Next(std::vector<v1::StreamCasesResponse>* out) override {
     if (!header_sent_) {
@@ -62,10 +60,8 @@ class CaseStreamSource : public MessageSource<v1::StreamCasesResponse> {
       out->push_back(header_);
       return header_.header().stream_case_count() > 0;
     }
-    ASSIGN_OR_RETURN(std::vector<v1::Case> cases,
-                     repository_->ListCasesAt(project_, eval_set_id_, query_, fetch_rows_));
+    ASSIGN_OR_RETURN(std::vector<v1::Case> cases, pager_.NextPage());
     if (cases.empty()) return false;
-    query_.after_case_id = cases.back().case_id();
     v1::StreamCasesResponse message;
     size_t bytes = 0;
     for (v1::Case& c : cases) {
@@ -80,17 +76,13 @@ class CaseStreamSource : public MessageSource<v1::StreamCasesResponse> {
       *message.add_cases() = std::move(c);
     }
     out->push_back(std::move(message));
-    return static_cast<int>(cases.size()) == fetch_rows_;
+    return true;
   }
 
  private:
-  EvalSetRepository* const repository_;
-  const std::string project_;
-  const std::string eval_set_id_;
-  SnapshotQuery query_;
+  SnapshotPager pager_;
   const v1::StreamCasesResponse header_;
   const int per_message_;
-  const int fetch_rows_;
   bool header_sent_ = false;
 };
 

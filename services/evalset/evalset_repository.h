@@ -58,6 +58,7 @@ struct SnapshotQuery {
   std::vector<std::string> theme_ids;  // OR
   std::vector<std::string> tags;       // AND
   std::string after_case_id;           // exclusive, bytewise
+  std::string through_case_id;         // inclusive upper bound; empty = none
 };
 
 // What identifies a stored case (never changes except retirement and revision count).
@@ -248,6 +249,12 @@ class EvalSetRepository {
   virtual absl::StatusOr<int64_t> CountCasesAt(const std::string& project_id,
                                                const std::string& eval_set_id,
                                                const SnapshotQuery& query) = 0;
+  // Every `page_rows`-th case id of the query's snapshot in order: the last ids of full pages,
+  // so that pages can be read independently (and concurrently).
+  virtual absl::StatusOr<std::vector<std::string>> PageBoundaries(const std::string& project_id,
+                                                                  const std::string& eval_set_id,
+                                                                  const SnapshotQuery& query,
+                                                                  int page_rows) = 0;
   // Input texts of the given cases in a version (for snippets).
   virtual absl::StatusOr<std::map<std::string, std::string>> InputTextsAt(
       const std::string& project_id, const std::string& eval_set_id, int64_t version,

@@ -10,6 +10,7 @@
 #include "services/evalset/export_formats.h"
 #include "services/evalset/ids.h"
 #include "services/evalset/logic_util.h"
+#include "services/evalset/snapshot_pager.h"
 
 namespace flywheel::evalset {
 namespace {
@@ -26,14 +27,11 @@ class ExportSourceImpl : public MessageSource<v1::ExportEvalSetResponse> {
                    v1::ExportFormat format, SnapshotQuery query, v1::ExportEvalSetResponse header,
                    size_t chunk_bytes, int fetch_rows, std::string first_line,
                    std::vector<PreferencePair> pairs)
-      : repository_(repository),
-        project_(std::move(project)),
-        source_(std::move(source)),
+      : source_(std::move(source)),
         format_(format),
-        query_(std::move(query)),
+        pager_(repository, std::move(project), source_.eval_set_id, std::move(query), fetch_rows),
         header_(std::move(header)),
         chunk_bytes_(chunk_bytes),
-        fetch_rows_(fetch_rows),
         pairs_(std::move(pairs)) {
     SHA256_Init(&sha_);
     for (const PreferencePair& pair : pairs_) {
@@ -54,8 +52,7 @@ class ExportSourceImpl : public MessageSource<v1::ExportEvalSetResponse> {
       out->push_back(header_);
       return true;
     }
-    ASSIGN_OR_RETURN(std::vector<v1::Case> cases,
-                     repository_->ListCasesAt(project_, source_.eval_set_id, query_, fetch_rows_));
+    ASSIGN_OR_RETURN(std::vector<v1::Case> cases, pager_.NextPage());
     std::string lines;
     for (const v1::Case& c : cases) {
       lines.clear();
@@ -96,9 +93,7 @@ class ExportSourceImpl : public MessageSource<v1::ExportEvalSetResponse> {
         ready_.erase(ready_.begin());
       }
     }
-    const bool more = static_cast<int>(cases.size()) == fetch_rows_;
-    if (!cases.empty()) query_.after_case_id = cases.back().case_id();
-    if (more) return true;
+    if (!cases.empty()) return true;
     // Last message: the remaining bytes (possibly none) and the trailer.
     v1::ExportEvalSetResponse last;
     if (!chunk_.empty()) {
@@ -140,14 +135,11 @@ class ExportSourceImpl : public MessageSource<v1::ExportEvalSetResponse> {
     if (chunk_.size() >= chunk_bytes_) Flush();  // also sends an oversized line alone
   }
 
-  EvalSetRepository* const repository_;
-  const std::string project_;
   const ExportSource source_;
   const v1::ExportFormat format_;
-  SnapshotQuery query_;
+  SnapshotPager pager_;
   const v1::ExportEvalSetResponse header_;
   const size_t chunk_bytes_;
-  const int fetch_rows_;
   const std::vector<PreferencePair> pairs_;
   std::map<std::string, std::vector<const PreferencePair*>> pairs_by_trace_;
   bool header_sent_ = false;

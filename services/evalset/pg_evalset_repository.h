@@ -45,6 +45,10 @@ class PgEvalSetRepository final : public EvalSetRepository {
   absl::StatusOr<int64_t> CountCasesAt(const std::string& project_id,
                                        const std::string& eval_set_id,
                                        const SnapshotQuery& query) override;
+  absl::StatusOr<std::vector<std::string>> PageBoundaries(const std::string& project_id,
+                                                          const std::string& eval_set_id,
+                                                          const SnapshotQuery& query,
+                                                          int page_rows) override;
   absl::StatusOr<std::map<std::string, std::string>> InputTextsAt(
       const std::string& project_id, const std::string& eval_set_id, int64_t version,
       const std::vector<std::string>& case_ids) override;
