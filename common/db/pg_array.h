@@ -3,7 +3,10 @@
 #include <string>
 #include <vector>
 
+#include <type_traits>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace flywheel::db {
 
@@ -20,7 +23,11 @@ std::string NumberArray(const std::vector<Number>& values) {
   std::string out = "{";
   for (size_t i = 0; i < values.size(); ++i) {
     if (i > 0) out += ',';
-    absl::StrAppend(&out, values[i]);
+    if constexpr (std::is_floating_point_v<Number>) {
+      absl::StrAppendFormat(&out, "%.17g", values[i]);  // exact round trip, not six digits
+    } else {
+      absl::StrAppend(&out, values[i]);
+    }
   }
   return out + "}";
 }

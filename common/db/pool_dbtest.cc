@@ -223,6 +223,9 @@ TEST_F(PoolTest, ArrayLiteralsRoundTripAwkwardValues) {
     pqxx::result sum = tx.exec_params("SELECT sum(x) FROM unnest($1::int8[]) x",
                                       NumberArray(std::vector<int64_t>{1, -2, 40}));
     EXPECT_EQ(sum[0][0].as<int64_t>(), 39);
+    pqxx::result precise = tx.exec_params("SELECT x FROM unnest($1::float8[]) x",
+                                          NumberArray(std::vector<double>{0.47634019981291326}));
+    EXPECT_EQ(precise[0][0].as<double>(), 0.47634019981291326);
     return absl::OkStatus();
   }));
 }
