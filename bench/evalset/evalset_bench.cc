@@ -42,10 +42,11 @@ v1::Case BenchCase(int i) {
   v1::Case c;
   c.set_case_id(absl::StrFormat("case-%07d", i));
   c.set_case_key(absl::StrFormat("annotation-%07d", i));
-  c.mutable_input()->set_prompt(absl::StrCat(
-      "Customer ", i, " asks: my invoice from last month shows a charge I do not recognise; "
-                      "can you explain what it is for and whether I can get a refund? Order #",
-      i * 7919));
+  c.mutable_input()->set_prompt(
+      absl::StrCat("Customer ", i,
+                   " asks: my invoice from last month shows a charge I do not recognise; "
+                   "can you explain what it is for and whether I can get a refund? Order #",
+                   i * 7919));
   (*c.mutable_context()->mutable_fields())["plan"].set_string_value(i % 3 ? "pro" : "free");
   c.set_expected_output(absl::StrCat("The charge is the annual renewal of plan ", i % 3,
                                      ". Refunds are possible within 30 days [1]."));
@@ -215,10 +216,11 @@ int Main(int argc, char** argv) {
   }
   const double c = Median(copy_times);
   std::printf("psql \\copy of the same rows to /dev/null: %.3f s (%.0f rows/s)\n", c, cases / c);
-  std::printf("repository page reads alone (2000 rows/page, 2 ahead): %.3f s\n", Median(fetch_times));
+  std::printf("repository page reads alone (2000 rows/page, 2 ahead): %.3f s\n",
+              Median(fetch_times));
   for (auto& [label, times, ratios] :
        {std::tuple<const char*, std::vector<double>&, std::vector<double>&>{"100", stream100,
-                                                                             ratio100},
+                                                                            ratio100},
         {"1000", stream1000, ratio1000}}) {
     const double s = Median(times);
     std::printf(

@@ -69,11 +69,13 @@ Value LlmInputJson(const flywheel::common::v1::LlmInput& input) {
     for (const auto& message : input.messages().messages()) {
       Struct m;
       // proto3 JSON leaves out empty strings; mirror it so schemas see what a client sees.
-      if (!message.role().empty()) (*m.mutable_fields())["role"] = json::StringValue(message.role());
+      if (!message.role().empty())
+        (*m.mutable_fields())["role"] = json::StringValue(message.role());
       if (!message.content().empty()) {
         (*m.mutable_fields())["content"] = json::StringValue(message.content());
       }
-      if (!message.name().empty()) (*m.mutable_fields())["name"] = json::StringValue(message.name());
+      if (!message.name().empty())
+        (*m.mutable_fields())["name"] = json::StringValue(message.name());
       *list.add_values() = json::StructValue(std::move(m));
     }
     Struct messages;
@@ -217,9 +219,9 @@ std::optional<FieldError> PrepareCaseContent(const v1::Case& in, const SetSchema
     *(*instance.mutable_fields())["context"].mutable_struct_value() = in.context();
     if (auto violation = ValidateJsonSchema(*schemas.input, json::StructValue(instance))) {
       const std::string field = PointerToField(violation->pointer);
-      return Invalid(field.empty() ? "input" : field,
-                     absl::StrCat("input_schema: ", violation->message, " (at ",
-                                  violation->pointer, ")"));
+      return Invalid(
+          field.empty() ? "input" : field,
+          absl::StrCat("input_schema: ", violation->message, " (at ", violation->pointer, ")"));
     }
   }
   if (schemas.expected_output.has_value()) {
@@ -231,9 +233,8 @@ std::optional<FieldError> PrepareCaseContent(const v1::Case& in, const SetSchema
       return Invalid("expected_output", "must be JSON text (the set has expected_output_schema)");
     }
     if (auto violation = ValidateJsonSchema(*schemas.expected_output, *parsed)) {
-      return Invalid("expected_output",
-                     absl::StrCat("expected_output_schema: ", violation->message, " (at ",
-                                  violation->pointer, ")"));
+      return Invalid("expected_output", absl::StrCat("expected_output_schema: ", violation->message,
+                                                     " (at ", violation->pointer, ")"));
     }
   }
 
@@ -279,8 +280,7 @@ std::string Snippet(absl::string_view text, size_t max_code_points) {
   return absl::StrCat(text.substr(0, i), "…");
 }
 
-std::optional<FieldError> PrepareResultContent(const v1::CaseResult& in,
-                                               v1::CaseResult* content) {
+std::optional<FieldError> PrepareResultContent(const v1::CaseResult& in, v1::CaseResult* content) {
   content->Clear();
   if (in.case_id().empty() || !IsValidId(in.case_id())) {
     return Invalid("case_id", "must be 1..128 bytes of [A-Za-z0-9._:-]");

@@ -58,8 +58,7 @@ std::string CaseInputText(const v1::Case& content);
 std::string Snippet(absl::string_view text, size_t max_code_points);
 
 // Copies the caller-sent fields of a result (no output-only fields), validating them.
-std::optional<FieldError> PrepareResultContent(const v1::CaseResult& in,
-                                               v1::CaseResult* content);
+std::optional<FieldError> PrepareResultContent(const v1::CaseResult& in, v1::CaseResult* content);
 std::string ResultContentDigest(const v1::CaseResult& content);
 
 // Size of a Struct as JSON text, for limits stated "as JSON".

@@ -23,9 +23,8 @@ constexpr size_t kMessageBudgetBytes = 3 * 1024 * 1024 + 512 * 1024;
 
 absl::Status CheckExpectedVersion(const SetRecord& set, bool has, int64_t expected) {
   if (has && set.latest_version != expected) {
-    return absl::AbortedError(absl::StrCat("expected_version ", expected,
-                                           " does not match the latest version ",
-                                           set.latest_version));
+    return absl::AbortedError(absl::StrCat(
+        "expected_version ", expected, " does not match the latest version ", set.latest_version));
   }
   return absl::OkStatus();
 }
@@ -100,8 +99,8 @@ absl::StatusOr<v1::AddCasesResponse> EvalSetLogic::AddCases(const std::string& p
     response.Clear();  // the transaction may be retried
     const SetRecord& set = tx.set();
     if (set.archived) return absl::FailedPreconditionError("the eval set is archived");
-    RETURN_IF_ERROR(CheckExpectedVersion(set, request.has_expected_version(),
-                                         request.expected_version()));
+    RETURN_IF_ERROR(
+        CheckExpectedVersion(set, request.has_expected_version(), request.expected_version()));
     const SetSchemas schemas = SchemasOf(set);
 
     struct Item {
@@ -157,18 +156,18 @@ absl::StatusOr<v1::AddCasesResponse> EvalSetLogic::AddCases(const std::string& p
               digest == known.first_digest) {
             *response.add_results() = Duplicate(i, known.case_id);
           } else {
-            *response.add_results() = Rejected(
-                i, requested_id,
-                FieldError{absl::StatusCode::kAlreadyExists, "case_key",
-                           "a case with this key exists with different content or id"});
+            *response.add_results() =
+                Rejected(i, requested_id,
+                         FieldError{absl::StatusCode::kAlreadyExists, "case_key",
+                                    "a case with this key exists with different content or id"});
           }
           continue;
         }
         if (!requested_id.empty() && by_id.count(requested_id)) {
-          *response.add_results() = Rejected(
-              i, requested_id,
-              FieldError{absl::StatusCode::kAlreadyExists, "case_id",
-                         "the case id is taken by a case with another key"});
+          *response.add_results() =
+              Rejected(i, requested_id,
+                       FieldError{absl::StatusCode::kAlreadyExists, "case_id",
+                                  "the case id is taken by a case with another key"});
           continue;
         }
       } else if (!requested_id.empty()) {
@@ -247,10 +246,11 @@ absl::StatusOr<v1::UpdateCaseResponse> EvalSetLogic::UpdateCase(
     response.Clear();
     const SetRecord& set = tx.set();
     if (set.archived) return absl::FailedPreconditionError("the eval set is archived");
-    RETURN_IF_ERROR(CheckExpectedVersion(set, request.has_expected_version(),
-                                         request.expected_version()));
+    RETURN_IF_ERROR(
+        CheckExpectedVersion(set, request.has_expected_version(), request.expected_version()));
     ASSIGN_OR_RETURN(std::vector<CaseIdentity> found, tx.FindCases({in.case_id()}, {}));
-    if (found.empty()) return absl::NotFoundError(absl::StrCat("case ", in.case_id(), ": not found"));
+    if (found.empty())
+      return absl::NotFoundError(absl::StrCat("case ", in.case_id(), ": not found"));
     const CaseIdentity& identity = found[0];
     if (identity.retired_version != 0) {
       return absl::FailedPreconditionError(absl::StrCat("case ", in.case_id(), ": retired"));
@@ -284,8 +284,8 @@ absl::StatusOr<v1::UpdateCaseResponse> EvalSetLogic::UpdateCase(
     }
     RevisionWrite revision;
     if (auto error = PrepareCaseContent(merged, SchemasOf(set), &revision.content)) {
-      return absl::Status(error->code, absl::StrCat("case ", in.case_id(), ": ", error->field,
-                                                    ": ", error->reason));
+      return absl::Status(error->code, absl::StrCat("case ", in.case_id(), ": ", error->field, ": ",
+                                                    error->reason));
     }
     revision.content_digest = CaseContentDigest(revision.content);
     if (revision.content_digest == current.content_digest()) {
@@ -328,8 +328,8 @@ absl::StatusOr<v1::RetireCasesResponse> EvalSetLogic::RetireCases(
     response.Clear();
     const SetRecord& set = tx.set();
     if (set.archived) return absl::FailedPreconditionError("the eval set is archived");
-    RETURN_IF_ERROR(CheckExpectedVersion(set, request.has_expected_version(),
-                                         request.expected_version()));
+    RETURN_IF_ERROR(
+        CheckExpectedVersion(set, request.has_expected_version(), request.expected_version()));
     std::vector<std::string> ids;
     for (const std::string& id : request.case_ids()) {
       if (IsValidId(id)) ids.push_back(id);
@@ -341,9 +341,10 @@ absl::StatusOr<v1::RetireCasesResponse> EvalSetLogic::RetireCases(
     for (int i = 0; i < request.case_ids_size(); ++i) {
       const std::string& id = request.case_ids(i);
       if (!IsValidId(id)) {
-        *response.add_results() = Rejected(
-            i, id, FieldError{absl::StatusCode::kInvalidArgument, "case_ids",
-                              "must be 1..128 bytes of [A-Za-z0-9._:-]"});
+        *response.add_results() =
+            Rejected(i, id,
+                     FieldError{absl::StatusCode::kInvalidArgument, "case_ids",
+                                "must be 1..128 bytes of [A-Za-z0-9._:-]"});
         continue;
       }
       auto it = retired_version.find(id);
@@ -384,8 +385,9 @@ absl::StatusOr<v1::GetCaseResponse> EvalSetLogic::GetCase(const std::string& pro
                                                           const v1::GetCaseRequest& request) {
   RETURN_IF_ERROR(ValidateId("eval_set_id", request.eval_set_id()));
   RETURN_IF_ERROR(ValidateId("case_id", request.case_id()));
-  ASSIGN_OR_RETURN(Resolved resolved, Resolve(project, request.eval_set_id(),
-                                              request.has_version() ? &request.version() : nullptr));
+  ASSIGN_OR_RETURN(Resolved resolved,
+                   Resolve(project, request.eval_set_id(),
+                           request.has_version() ? &request.version() : nullptr));
   ASSIGN_OR_RETURN(std::optional<v1::Case> found,
                    repository_->GetCaseAt(project, request.eval_set_id(), request.case_id(),
                                           resolved.version.version));
@@ -399,16 +401,17 @@ absl::StatusOr<v1::GetCaseResponse> EvalSetLogic::GetCase(const std::string& pro
   return response;
 }
 
-absl::StatusOr<v1::ListCasesResponse> EvalSetLogic::ListCases(
-    const std::string& project, const v1::ListCasesRequest& request) {
+absl::StatusOr<v1::ListCasesResponse> EvalSetLogic::ListCases(const std::string& project,
+                                                              const v1::ListCasesRequest& request) {
   ASSIGN_OR_RETURN(int page_size, ResolvePageSize(request.page_size()));
   ASSIGN_OR_RETURN(SnapshotQuery query, FilterToQuery(request.filter()));
   ASSIGN_OR_RETURN(SetRecord set, LoadSet(project, request.eval_set_id()));
   const std::string fingerprint =
       Fingerprint(absl::StrCat("set=", set.eval_set_id, ";", FilterCanonical(query)));
   if (request.page_token().empty()) {
-    ASSIGN_OR_RETURN(VersionRecord version,
-                     ResolveRef(project, set, request.has_version() ? &request.version() : nullptr));
+    ASSIGN_OR_RETURN(
+        VersionRecord version,
+        ResolveRef(project, set, request.has_version() ? &request.version() : nullptr));
     query.version = version.version;
   } else {
     ASSIGN_OR_RETURN(PageToken token,
@@ -459,8 +462,9 @@ absl::StatusOr<std::unique_ptr<MessageSource<v1::StreamCasesResponse>>> EvalSetL
     RETURN_IF_ERROR(ValidateId("after_case_id", request.after_case_id()));
   }
   ASSIGN_OR_RETURN(SnapshotQuery query, FilterToQuery(request.filter()));
-  ASSIGN_OR_RETURN(Resolved resolved, Resolve(project, request.eval_set_id(),
-                                              request.has_version() ? &request.version() : nullptr));
+  ASSIGN_OR_RETURN(Resolved resolved,
+                   Resolve(project, request.eval_set_id(),
+                           request.has_version() ? &request.version() : nullptr));
   query.version = resolved.version.version;
   query.after_case_id = request.after_case_id();
   v1::StreamCasesResponse header;

@@ -34,9 +34,12 @@ double Rate(int64_t passed, int64_t total) {
 
 int PresenceOrder(v1::ThemePresence p) {
   switch (p) {
-    case v1::THEME_PRESENCE_BOTH: return 0;
-    case v1::THEME_PRESENCE_BASELINE_ONLY: return 1;
-    default: return 2;
+    case v1::THEME_PRESENCE_BOTH:
+      return 0;
+    case v1::THEME_PRESENCE_BASELINE_ONLY:
+      return 1;
+    default:
+      return 2;
   }
 }
 
@@ -83,9 +86,9 @@ v1::CompareRunsResponse CompareResults(const CompareSide& baseline, const Compar
   for (const ResultFacts& r : *baseline.results) base_by_case[r.case_id] = &r;
   std::set<std::string> candidate_cases;
 
-  std::map<std::string, ThemeAccumulator> both;          // by candidate-version theme id
-  std::map<std::string, SideTheme> base_themes;          // baseline's own results
-  std::map<std::string, SideTheme> cand_themes;          // candidate's own results
+  std::map<std::string, ThemeAccumulator> both;  // by candidate-version theme id
+  std::map<std::string, SideTheme> base_themes;  // baseline's own results
+  std::map<std::string, SideTheme> cand_themes;  // candidate's own results
   int64_t compared = 0, base_passed = 0, cand_passed = 0, revised = 0;
   int64_t only_candidate = 0;
   std::vector<v1::CaseChange> regressions, fixes;
@@ -202,7 +205,8 @@ v1::CompareRunsResponse CompareResults(const CompareSide& baseline, const Compar
     deltas.push_back(std::move(d));
   }
   std::sort(deltas.begin(), deltas.end(), [](const v1::ThemeDelta& x, const v1::ThemeDelta& y) {
-    if (x.presence() != y.presence()) return PresenceOrder(x.presence()) < PresenceOrder(y.presence());
+    if (x.presence() != y.presence())
+      return PresenceOrder(x.presence()) < PresenceOrder(y.presence());
     if (x.has_delta_points() != y.has_delta_points()) return x.has_delta_points();
     if (x.has_delta_points() && x.delta_points() != y.delta_points()) {
       return x.delta_points() < y.delta_points();
@@ -229,11 +233,10 @@ v1::CompareRunsResponse CompareResults(const CompareSide& baseline, const Compar
 
   const bool same_cases = only_baseline == 0 && only_candidate == 0;
   if (!out.same_version() || !same_cases) {
-    std::string note =
-        out.same_version()
-            ? absl::StrCat("Both runs are on version ", baseline.run->version)
-            : absl::StrCat("Runs are on versions ", baseline.run->version, " and ",
-                           candidate.run->version);
+    std::string note = out.same_version()
+                           ? absl::StrCat("Both runs are on version ", baseline.run->version)
+                           : absl::StrCat("Runs are on versions ", baseline.run->version, " and ",
+                                          candidate.run->version);
     absl::StrAppend(&note, ": compared on the ", compared, compared == 1 ? " case" : " cases",
                     " with results in both; ", only_baseline, " only in the baseline, ",
                     only_candidate, " only in the candidate");
@@ -260,8 +263,9 @@ std::string WriteReleaseNotes(const v1::CompareRunsResponse& comparison,
     absl::StrAppend(&notes, "v", base.version(), " → v", cand.version(), ")\n");
   }
   if (comparison.has_pass_rate_delta_points()) {
-    absl::StrAppend(&notes, "Overall: ", Percent(base.pass_rate()), " → ", Percent(cand.pass_rate()),
-                    " (", SignedPoints(comparison.pass_rate_delta_points()), ", ",
+    absl::StrAppend(&notes, "Overall: ", Percent(base.pass_rate()), " → ",
+                    Percent(cand.pass_rate()), " (",
+                    SignedPoints(comparison.pass_rate_delta_points()), ", ",
                     CasesText(comparison.compared_case_count()), ")\n");
   } else {
     notes += "Overall: no case has results in both runs\n";
@@ -312,15 +316,15 @@ std::string WriteReleaseNotes(const v1::CompareRunsResponse& comparison,
   for (const auto* list : {&improved, &regressed}) {
     for (const v1::ThemeDelta* d : *list) {
       absl::StrAppend(&notes, "- ", list == &improved ? "Improved" : "Regressed", " on *",
-                      EscapeMarkdown(ThemeName(d->theme())), "*: ",
-                      Percent(d->baseline_pass_rate()), " → ", Percent(d->candidate_pass_rate()),
-                      " (", SignedPoints(d->delta_points()), ", ", CasesText(d->case_count()),
-                      ")\n");
+                      EscapeMarkdown(ThemeName(d->theme())),
+                      "*: ", Percent(d->baseline_pass_rate()), " → ",
+                      Percent(d->candidate_pass_rate()), " (", SignedPoints(d->delta_points()),
+                      ", ", CasesText(d->case_count()), ")\n");
     }
   }
   for (const v1::ThemeDelta* d : added) {
-    absl::StrAppend(&notes, "- New: *", EscapeMarkdown(ThemeName(d->theme())), "*: ",
-                    Percent(d->candidate_pass_rate()), " (", CasesText(d->case_count()),
+    absl::StrAppend(&notes, "- New: *", EscapeMarkdown(ThemeName(d->theme())),
+                    "*: ", Percent(d->candidate_pass_rate()), " (", CasesText(d->case_count()),
                     ", not in baseline)\n");
   }
   for (const v1::ThemeDelta* d : dropped) {

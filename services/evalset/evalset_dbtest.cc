@@ -2,7 +2,6 @@
 // retirements, tags, runs and result idempotency, comparisons, export, novelty, tenancy.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <openssl/sha.h>
 
 #include "absl/strings/escaping.h"
@@ -44,7 +43,8 @@ v1::Case MakeCase(const std::string& id, const std::string& prompt, const std::s
 // The version digest as a client recomputes it from streamed cases (see evalset.proto).
 std::string ClientDigest(const std::vector<v1::Case>& cases) {
   std::string lines;
-  for (const v1::Case& c : cases) absl::StrAppend(&lines, c.case_id(), "\t", c.content_digest(), "\n");
+  for (const v1::Case& c : cases)
+    absl::StrAppend(&lines, c.case_id(), "\t", c.content_digest(), "\n");
   return Sha256Digest(lines);
 }
 
@@ -173,13 +173,12 @@ TEST_F(EvalSetDbTest, CreateEvalSetIsIdempotentOnItsId) {
   // The same id in another project is another set.
   EXPECT_OK(logic_->CreateEvalSet(kBeta, request));
   request.mutable_eval_set()->set_eval_set_id("bad id");
-  EXPECT_THAT(logic_->CreateEvalSet(kAlpha, request),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(logic_->CreateEvalSet(kAlpha, request), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(EvalSetDbTest, AddCasesIsIdempotentOnTheCaseKeyEvenAfterAnUpdate) {
-  v1::AddCasesResponse first = Add({MakeCase("", "refund policy?", "t1", "ann-1"),
-                                    MakeCase("c2", "shipping time?", "t1")});
+  v1::AddCasesResponse first =
+      Add({MakeCase("", "refund policy?", "t1", "ann-1"), MakeCase("c2", "shipping time?", "t1")});
   ASSERT_EQ(first.results_size(), 2);
   EXPECT_EQ(first.results(0).outcome(), ITEM_OUTCOME_ACCEPTED);
   const std::string generated = first.results(0).id();
@@ -188,8 +187,8 @@ TEST_F(EvalSetDbTest, AddCasesIsIdempotentOnTheCaseKeyEvenAfterAnUpdate) {
   EXPECT_EQ(first.version(), 1);
 
   // The retry is a duplicate with the same ids and creates no version.
-  v1::AddCasesResponse retry = Add({MakeCase("", "refund policy?", "t1", "ann-1"),
-                                    MakeCase("c2", "shipping time?", "t1")});
+  v1::AddCasesResponse retry =
+      Add({MakeCase("", "refund policy?", "t1", "ann-1"), MakeCase("c2", "shipping time?", "t1")});
   EXPECT_EQ(retry.results(0).outcome(), ITEM_OUTCOME_DUPLICATE);
   EXPECT_EQ(retry.results(0).id(), generated);
   EXPECT_EQ(retry.results(1).outcome(), ITEM_OUTCOME_DUPLICATE);
@@ -199,8 +198,8 @@ TEST_F(EvalSetDbTest, AddCasesIsIdempotentOnTheCaseKeyEvenAfterAnUpdate) {
   // Same key, other content: rejected, and it does not sink the rest of the batch.
   v1::Case bad_input;  // no input at all
   bad_input.set_case_id("c4");
-  v1::AddCasesResponse mixed = Add({MakeCase("", "refund policy!!", "t1", "ann-1"),
-                                    MakeCase("c3", "new one", "t2"), bad_input});
+  v1::AddCasesResponse mixed = Add(
+      {MakeCase("", "refund policy!!", "t1", "ann-1"), MakeCase("c3", "new one", "t2"), bad_input});
   EXPECT_EQ(mixed.results(0).outcome(), ITEM_OUTCOME_REJECTED);
   EXPECT_EQ(mixed.results(0).code(), static_cast<int>(absl::StatusCode::kAlreadyExists));
   EXPECT_EQ(mixed.results(0).field(), "case_key");
@@ -228,8 +227,8 @@ TEST_F(EvalSetDbTest, AddCasesIsIdempotentOnTheCaseKeyEvenAfterAnUpdate) {
   EXPECT_EQ(keyless.results(0).field(), "case_id");
 
   // Two items of one call with the same key: the later is compared with the earlier.
-  v1::AddCasesResponse twice = Add({MakeCase("", "a", "", "k9"), MakeCase("", "a", "", "k9"),
-                                    MakeCase("", "b", "", "k9")});
+  v1::AddCasesResponse twice =
+      Add({MakeCase("", "a", "", "k9"), MakeCase("", "a", "", "k9"), MakeCase("", "b", "", "k9")});
   EXPECT_EQ(twice.results(0).outcome(), ITEM_OUTCOME_ACCEPTED);
   EXPECT_EQ(twice.results(1).outcome(), ITEM_OUTCOME_DUPLICATE);
   EXPECT_EQ(twice.results(1).id(), twice.results(0).id());
@@ -307,8 +306,7 @@ TEST_F(EvalSetDbTest, PastSnapshotsReadBackExactlyAfterEditsAndRetirements) {
 
   // Retired cases cannot be updated; stale expected_version aborts.
   update.mutable_eval_case()->set_case_id("c");
-  EXPECT_THAT(logic_->UpdateCase(kAlpha, update),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(logic_->UpdateCase(kAlpha, update), StatusIs(absl::StatusCode::kFailedPrecondition));
   v1::AddCasesRequest stale;
   stale.set_eval_set_id("set1");
   *stale.add_cases() = MakeCase("e", "e");
@@ -452,18 +450,26 @@ TEST_F(EvalSetDbTest, ResultsAreIdempotentPerRunAndCaseAndFrozenAfterCompletion)
 TEST_F(EvalSetDbTest, CompareRunsAcrossVersionsReportsThemesRegressionsAndNotes) {
   std::vector<v1::Case> cases;
   for (int i = 0; i < 6; ++i) {
-    cases.push_back(MakeCase(absl::StrCat("c", i), absl::StrCat("question ", i),
-                             i < 4 ? "cite" : "math"));
+    cases.push_back(
+        MakeCase(absl::StrCat("c", i), absl::StrCat("question ", i), i < 4 ? "cite" : "math"));
   }
   Add(cases);  // v1
   StartRun("base", "model@v1", 1);
-  Record("base", {{"c0", v1::VERDICT_FAIL}, {"c1", v1::VERDICT_FAIL}, {"c2", v1::VERDICT_PASS},
-                  {"c3", v1::VERDICT_FAIL}, {"c4", v1::VERDICT_PASS}, {"c5", v1::VERDICT_PASS}});
+  Record("base", {{"c0", v1::VERDICT_FAIL},
+                  {"c1", v1::VERDICT_FAIL},
+                  {"c2", v1::VERDICT_PASS},
+                  {"c3", v1::VERDICT_FAIL},
+                  {"c4", v1::VERDICT_PASS},
+                  {"c5", v1::VERDICT_PASS}});
   ASSERT_OK(Complete("base"));
   Add({MakeCase("c9", "tool call", "tools")});  // v2
   StartRun("cand", "model@v2", 2);
-  Record("cand", {{"c0", v1::VERDICT_PASS}, {"c1", v1::VERDICT_PASS}, {"c2", v1::VERDICT_PASS},
-                  {"c3", v1::VERDICT_FAIL}, {"c4", v1::VERDICT_PASS}, {"c5", v1::VERDICT_ERROR},
+  Record("cand", {{"c0", v1::VERDICT_PASS},
+                  {"c1", v1::VERDICT_PASS},
+                  {"c2", v1::VERDICT_PASS},
+                  {"c3", v1::VERDICT_FAIL},
+                  {"c4", v1::VERDICT_PASS},
+                  {"c5", v1::VERDICT_ERROR},
                   {"c9", v1::VERDICT_PASS}});
 
   v1::CompareRunsRequest request;

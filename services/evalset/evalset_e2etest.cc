@@ -2,7 +2,6 @@
 // (examples/evalset/harness.py): fetch a snapshot, record a run, compare with a baseline.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-
 #include <signal.h>
 
 #include <cstdio>
@@ -44,9 +43,9 @@ TEST(EvalSetE2eTest, PythonHarnessFetchesRecordsAndComparesAgainstTheRealBinary)
   auth::PgTenancyStore tenancy(&pool, &logger);
   auth::TenancyAdmin admin(&tenancy);
   ASSERT_OK(admin.CreateProject("acme", ""));
-  ASSERT_OK_AND_ASSIGN(auto key, admin.CreateKey("acme", auth::KeyKind::kSecret,
-                                                 static_cast<auth::ScopeSet>(auth::Scope::kEval),
-                                                 ""));
+  ASSERT_OK_AND_ASSIGN(auto key,
+                       admin.CreateKey("acme", auth::KeyKind::kSecret,
+                                       static_cast<auth::ScopeSet>(auth::Scope::kEval), ""));
   ServiceProcess service("flywheel-evalset",
                          {"--database_url=" + db->conninfo(), "--listen=127.0.0.1:0",
                           "--metrics_listen=", "--log_level=warning"});
@@ -109,7 +108,8 @@ TEST(EvalSetE2eTest, PythonHarnessFetchesRecordsAndComparesAgainstTheRealBinary)
       "/usr/bin/python3 ", FLYWHEEL_SOURCE_DIR, "/examples/evalset/harness.py --address ",
       service.address(), " --api_key ", key.plaintext,
       " --eval_set_id support --candidate_label 'stand-in model' --run_id cand-1 "
-      "--baseline_run_id base --protos ", FLYWHEEL_SOURCE_DIR, "/protos");
+      "--baseline_run_id base --protos ",
+      FLYWHEEL_SOURCE_DIR, "/protos");
   auto [status, out] = RunCommand(command + " 2>&1");
   ASSERT_EQ(status, 0) << out << "\n" << service.Log();
 

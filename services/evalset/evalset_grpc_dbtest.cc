@@ -115,8 +115,8 @@ class EvalSetGrpcTest : public ::testing::Test {
     builder.RegisterService(handler_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
-    stub_ = v1::EvalSetService::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                                            grpc::InsecureChannelCredentials()));
+    stub_ = v1::EvalSetService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {

@@ -98,8 +98,8 @@ class EvalSetLogic {
   // ---- runs and results
   absl::StatusOr<v1::CreateRunResponse> CreateRun(const std::string& project,
                                                   const v1::CreateRunRequest& request);
-  absl::StatusOr<v1::RecordResultsResponse> RecordResults(
-      const std::string& project, const v1::RecordResultsRequest& request);
+  absl::StatusOr<v1::RecordResultsResponse> RecordResults(const std::string& project,
+                                                          const v1::RecordResultsRequest& request);
   absl::StatusOr<v1::CompleteRunResponse> CompleteRun(const std::string& project,
                                                       const v1::CompleteRunRequest& request);
   absl::StatusOr<v1::GetRunResponse> GetRun(const std::string& project,

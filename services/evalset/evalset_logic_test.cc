@@ -60,9 +60,9 @@ TEST(JsonSchemaTest, ViolationsReportTheirPointer) {
   ASSERT_OK_AND_ASSIGN(auto any_of, json::ParseJson(R"("x")"));
   EXPECT_TRUE(ValidateJsonSchema(ParseObject(R"({"anyOf":[{"type":"number"},{"const":"x"}]})"),
                                  any_of) == std::nullopt);
-  EXPECT_TRUE(ValidateJsonSchema(ParseObject(R"({"oneOf":[{"type":"string"},{"const":"x"}]})"),
-                                 any_of)
-                  .has_value());
+  EXPECT_TRUE(
+      ValidateJsonSchema(ParseObject(R"({"oneOf":[{"type":"string"},{"const":"x"}]})"), any_of)
+          .has_value());
 }
 
 TEST(CaseContentTest, InvalidFieldsAreRejectedWithTheirPath) {
@@ -193,13 +193,12 @@ TEST(ComparisonTest, RatesDeltasRegressionsAndFixesOverTheIntersection) {
   // Theme cite: baseline 1/4 pass, candidate 3/4 pass (2 fixes). Theme math: 2/2 -> 1/2 (1
   // regression via ERROR). c9 only in the baseline (retired), c10 only in the candidate (new
   // theme "tools").
-  std::vector<ResultFacts> b = {Fact("c1", F, "cite"), Fact("c2", F, "cite"),
-                                Fact("c3", P, "cite"), Fact("c4", F, "cite"),
-                                Fact("c5", P, "math"), Fact("c6", P, "math"),
-                                Fact("c9", P, "legacy")};
-  std::vector<ResultFacts> c = {Fact("c1", P, "cite"),     Fact("c2", P, "cite"),
-                                Fact("c3", P, "cite"),     Fact("c4", F, "cite", 2),
-                                Fact("c5", P, "math"),     Fact("c6", E, "math"),
+  std::vector<ResultFacts> b = {
+      Fact("c1", F, "cite"), Fact("c2", F, "cite"), Fact("c3", P, "cite"),  Fact("c4", F, "cite"),
+      Fact("c5", P, "math"), Fact("c6", P, "math"), Fact("c9", P, "legacy")};
+  std::vector<ResultFacts> c = {Fact("c1", P, "cite"),  Fact("c2", P, "cite"),
+                                Fact("c3", P, "cite"),  Fact("c4", F, "cite", 2),
+                                Fact("c5", P, "math"),  Fact("c6", E, "math"),
                                 Fact("c10", F, "tools")};
   CompareOptions options;
   options.release_notes_min_cases = 1;
@@ -410,9 +409,9 @@ TEST(ExportFormatsTest, PromptfooRecordMapsVarsAndAssertions) {
   EXPECT_EQ(Field(asserts.values(0).struct_value(), "type").string_value(), "icontains");
   EXPECT_EQ(Field(asserts.values(0).struct_value(), "weight").number_value(), 2);
   EXPECT_EQ(Field(asserts.values(1).struct_value(), "type").string_value(), "is-json");
-  EXPECT_EQ(Field(Field(asserts.values(1).struct_value(), "value").struct_value(), "type")
-                .string_value(),
-            "object");
+  EXPECT_EQ(
+      Field(Field(asserts.values(1).struct_value(), "value").struct_value(), "type").string_value(),
+      "object");
   EXPECT_EQ(Field(asserts.values(2).struct_value(), "type").string_value(), "citation-check");
   EXPECT_EQ(Field(asserts.values(2).struct_value(), "threshold").number_value(), 0.7);
   EXPECT_EQ(Field(asserts.values(2).struct_value(), "min").number_value(), 2);

@@ -141,7 +141,7 @@ struct RunQuery {
   std::string eval_set_id;
   std::string candidate_label;
   std::vector<v1::RunState> states;
-  std::optional<absl::Time> created_from;  // inclusive
+  std::optional<absl::Time> created_from;    // inclusive
   std::optional<absl::Time> created_before;  // exclusive
   // Keyset position: strictly after (create_time, run_id) in newest-first order.
   std::optional<std::pair<absl::Time, std::string>> after;
@@ -213,8 +213,8 @@ class EvalSetRepository {
   // ---- sets
   // Inserts a new set; ALREADY_EXISTS if the id is taken; RESOURCE_EXHAUSTED when the project
   // already has `max_sets` sets.
-  virtual absl::StatusOr<SetRecord> InsertSet(const std::string& project_id,
-                                              const SetRecord& set, int64_t max_sets) = 0;
+  virtual absl::StatusOr<SetRecord> InsertSet(const std::string& project_id, const SetRecord& set,
+                                              int64_t max_sets) = 0;
   virtual absl::StatusOr<SetRecord> GetSet(const std::string& project_id,
                                            const std::string& eval_set_id) = 0;
   virtual absl::StatusOr<std::vector<SetRecord>> ListSets(const std::string& project_id,
@@ -233,9 +233,10 @@ class EvalSetRepository {
                                                    const std::string& eval_set_id,
                                                    const std::string& tag) = 0;
   // Newest first, versions below `before_version` (0 = no bound).
-  virtual absl::StatusOr<std::vector<VersionRecord>> ListVersions(
-      const std::string& project_id, const std::string& eval_set_id, int64_t before_version,
-      bool tagged_only, int limit) = 0;
+  virtual absl::StatusOr<std::vector<VersionRecord>> ListVersions(const std::string& project_id,
+                                                                  const std::string& eval_set_id,
+                                                                  int64_t before_version,
+                                                                  bool tagged_only, int limit) = 0;
 
   // ---- snapshots (cases as they are at a version, with output fields filled)
   virtual absl::StatusOr<std::optional<v1::Case>> GetCaseAt(const std::string& project_id,
@@ -260,8 +261,8 @@ class EvalSetRepository {
       const std::string& project_id, const std::string& eval_set_id, int64_t version,
       const std::vector<std::string>& case_ids) = 0;
   // Live cases of the latest versions of the given sets, for novelty search.
-  virtual absl::StatusOr<std::vector<CaseText>> LatestCaseTexts(
-      const std::string& project_id, const std::string& eval_set_id) = 0;
+  virtual absl::StatusOr<std::vector<CaseText>> LatestCaseTexts(const std::string& project_id,
+                                                                const std::string& eval_set_id) = 0;
 
   // ---- runs
   // Inserts a run pinned to an existing version; ALREADY_EXISTS if the id is taken.

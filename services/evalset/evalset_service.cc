@@ -52,12 +52,12 @@ grpc::ServerUnaryReactor* EvalSetServiceHandler::Unary(grpc::CallbackServerConte
   });
 }
 
-#define FLYWHEEL_EVALSET_UNARY(Rpc, requirement)                                             \
-  grpc::ServerUnaryReactor* EvalSetServiceHandler::Rpc(grpc::CallbackServerContext* context, \
-                                                       const v1::Rpc##Request* request,      \
-                                                       v1::Rpc##Response* response) {        \
-    return Unary<v1::Rpc##Request, v1::Rpc##Response>(context, request, response,            \
-                                                      requirement, &EvalSetLogic::Rpc, #Rpc); \
+#define FLYWHEEL_EVALSET_UNARY(Rpc, requirement)                                               \
+  grpc::ServerUnaryReactor* EvalSetServiceHandler::Rpc(grpc::CallbackServerContext* context,   \
+                                                       const v1::Rpc##Request* request,        \
+                                                       v1::Rpc##Response* response) {          \
+    return Unary<v1::Rpc##Request, v1::Rpc##Response>(context, request, response, requirement, \
+                                                      &EvalSetLogic::Rpc, #Rpc);               \
   }
 
 FLYWHEEL_EVALSET_UNARY(CreateEvalSet, Eval())
@@ -90,8 +90,8 @@ grpc::ServerWriteReactor<v1::StreamCasesResponse>* EvalSetServiceHandler::Stream
     grpc::CallbackServerContext* context, const v1::StreamCasesRequest* request) {
   return new SourceWriteReactor<v1::StreamCasesResponse>(
       executor_, logger_, "StreamCases",
-      [this, context, request]()
-          -> absl::StatusOr<std::unique_ptr<MessageSource<v1::StreamCasesResponse>>> {
+      [this, context,
+       request]() -> absl::StatusOr<std::unique_ptr<MessageSource<v1::StreamCasesResponse>>> {
         absl::StatusOr<auth::Principal> principal =
             auth::AuthenticateCall(*context, *authenticator_, ReadOrEval());
         if (!principal.ok()) return principal.status();
@@ -103,8 +103,8 @@ grpc::ServerWriteReactor<v1::ExportEvalSetResponse>* EvalSetServiceHandler::Expo
     grpc::CallbackServerContext* context, const v1::ExportEvalSetRequest* request) {
   return new SourceWriteReactor<v1::ExportEvalSetResponse>(
       executor_, logger_, "ExportEvalSet",
-      [this, context, request]()
-          -> absl::StatusOr<std::unique_ptr<MessageSource<v1::ExportEvalSetResponse>>> {
+      [this, context,
+       request]() -> absl::StatusOr<std::unique_ptr<MessageSource<v1::ExportEvalSetResponse>>> {
         absl::StatusOr<auth::Principal> principal =
             auth::AuthenticateCall(*context, *authenticator_, ReadOrEval());
         if (!principal.ok()) return principal.status();

@@ -26,7 +26,8 @@ Value FlywheelMetadata(const ExportSource& source, const v1::Case& c,
   Put(&flywheel, "theme_name", json::StringValue(c.theme().name()));
   Value tags;
   tags.mutable_list_value();
-  for (const std::string& tag : c.tags()) *tags.mutable_list_value()->add_values() = json::StringValue(tag);
+  for (const std::string& tag : c.tags())
+    *tags.mutable_list_value()->add_values() = json::StringValue(tag);
   Put(&flywheel, "tags", std::move(tags));
   for (const auto& [key, value] : extra) Put(&flywheel, key, json::StringValue(value));
   Struct metadata;
@@ -72,15 +73,27 @@ Value PromptfooAssertion(const v1::Assertion& a) {
   Struct out;
   std::string type;
   switch (a.type()) {
-    case v1::ASSERTION_TYPE_CONTAINS: type = a.ignore_case() ? "icontains" : "contains"; break;
+    case v1::ASSERTION_TYPE_CONTAINS:
+      type = a.ignore_case() ? "icontains" : "contains";
+      break;
     case v1::ASSERTION_TYPE_NOT_CONTAINS:
       type = a.ignore_case() ? "not-icontains" : "not-contains";
       break;
-    case v1::ASSERTION_TYPE_REGEX: type = "regex"; break;
-    case v1::ASSERTION_TYPE_EQUALS: type = "equals"; break;
-    case v1::ASSERTION_TYPE_JSON_SCHEMA: type = "is-json"; break;
-    case v1::ASSERTION_TYPE_LLM_RUBRIC: type = "llm-rubric"; break;
-    default: type = a.custom_type(); break;
+    case v1::ASSERTION_TYPE_REGEX:
+      type = "regex";
+      break;
+    case v1::ASSERTION_TYPE_EQUALS:
+      type = "equals";
+      break;
+    case v1::ASSERTION_TYPE_JSON_SCHEMA:
+      type = "is-json";
+      break;
+    case v1::ASSERTION_TYPE_LLM_RUBRIC:
+      type = "llm-rubric";
+      break;
+    default:
+      type = a.custom_type();
+      break;
   }
   // Config keys first so the documented fields below win on a clash.
   for (const auto& [key, value] : a.config().fields()) Put(&out, key, value);
@@ -98,11 +111,16 @@ Value PromptfooAssertion(const v1::Assertion& a) {
 
 std::string FormatSuffix(v1::ExportFormat format) {
   switch (format) {
-    case v1::EXPORT_FORMAT_FLYWHEEL_JSONL: return "flywheel";
-    case v1::EXPORT_FORMAT_OPENAI_EVALS: return "openai-evals";
-    case v1::EXPORT_FORMAT_PROMPTFOO: return "promptfoo";
-    case v1::EXPORT_FORMAT_DPO_PAIRS: return "dpo";
-    default: return "export";
+    case v1::EXPORT_FORMAT_FLYWHEEL_JSONL:
+      return "flywheel";
+    case v1::EXPORT_FORMAT_OPENAI_EVALS:
+      return "openai-evals";
+    case v1::EXPORT_FORMAT_PROMPTFOO:
+      return "promptfoo";
+    case v1::EXPORT_FORMAT_DPO_PAIRS:
+      return "dpo";
+    default:
+      return "export";
   }
 }
 
@@ -119,7 +137,8 @@ std::string FlywheelHeaderLine(const ExportSource& source, int64_t case_count,
   Put(&header, "content_digest", json::StringValue(source.content_digest));
   Put(&header, "case_count", json::NumberValue(static_cast<double>(case_count)));
   Put(&header, "export_time",
-      json::StringValue(absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", export_time, absl::UTCTimeZone())));
+      json::StringValue(
+          absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", export_time, absl::UTCTimeZone())));
   std::string out;
   AppendLine(header, &out);
   return out;
@@ -146,8 +165,9 @@ int AppendOpenAiEvalsRecord(const ExportSource& source, const v1::Case& c, std::
 int AppendPromptfooRecord(const ExportSource& source, const v1::Case& c, std::string* out) {
   Struct record;
   Put(&record, "description",
-      json::StringValue(c.theme().name().empty() ? c.case_id()
-                                                 : absl::StrCat(c.case_id(), ": ", c.theme().name())));
+      json::StringValue(c.theme().name().empty()
+                            ? c.case_id()
+                            : absl::StrCat(c.case_id(), ": ", c.theme().name())));
   Struct vars;
   for (const auto& [key, value] : c.context().fields()) {
     if (key != "input" && key != "expected_output") Put(&vars, key, value);

@@ -107,9 +107,9 @@ class ExportSourceImpl : public MessageSource<v1::ExportEvalSetResponse> {
     trailer->set_record_count(records_);
     trailer->set_skipped_case_count(skipped_);
     trailer->set_byte_count(bytes_);
-    trailer->set_data_sha256(absl::StrCat(
-        "sha256:", absl::BytesToHexString(
-                       absl::string_view(reinterpret_cast<const char*>(hash), sizeof(hash)))));
+    trailer->set_data_sha256(
+        absl::StrCat("sha256:", absl::BytesToHexString(absl::string_view(
+                                    reinterpret_cast<const char*>(hash), sizeof(hash)))));
     out->push_back(std::move(last));
     return false;
   }
@@ -169,8 +169,9 @@ EvalSetLogic::ExportEvalSet(const std::string& project, const v1::ExportEvalSetR
     RETURN_IF_ERROR(ValidateId("after_case_id", request.after_case_id()));
   }
   ASSIGN_OR_RETURN(SnapshotQuery query, FilterToQuery(request.filter()));
-  ASSIGN_OR_RETURN(Resolved resolved, Resolve(project, request.eval_set_id(),
-                                              request.has_version() ? &request.version() : nullptr));
+  ASSIGN_OR_RETURN(Resolved resolved,
+                   Resolve(project, request.eval_set_id(),
+                           request.has_version() ? &request.version() : nullptr));
   std::vector<PreferencePair> pairs;
   if (request.format() == v1::EXPORT_FORMAT_DPO_PAIRS) {
     if (pairs_ == nullptr) {
@@ -191,7 +192,8 @@ EvalSetLogic::ExportEvalSet(const std::string& project, const v1::ExportEvalSetR
   h->set_format(request.format());
   h->set_case_count(count);
   h->set_content_type("application/jsonl");
-  h->set_file_name(ExportFileName(request.eval_set_id(), resolved.version.version, request.format()));
+  h->set_file_name(
+      ExportFileName(request.eval_set_id(), resolved.version.version, request.format()));
   *h->mutable_export_time() = ToProtoTime(now);
   ExportSource source{request.eval_set_id(), resolved.version.version,
                       resolved.version.content_digest};

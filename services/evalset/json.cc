@@ -16,13 +16,27 @@ void AppendString(std::string* out, absl::string_view text) {
   for (char ch : text) {
     const unsigned char c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
       default:
         if (c < 0x20) {
           out->append("\\u00");
@@ -54,9 +68,8 @@ void AppendStruct(std::string* out, const google::protobuf::Struct& object) {
   std::vector<const std::string*> keys;
   keys.reserve(object.fields_size());
   for (const auto& [key, unused] : object.fields()) keys.push_back(&key);
-  std::sort(keys.begin(), keys.end(), [](const std::string* a, const std::string* b) {
-    return *a < *b;
-  });
+  std::sort(keys.begin(), keys.end(),
+            [](const std::string* a, const std::string* b) { return *a < *b; });
   out->push_back('{');
   bool first = true;
   for (const std::string* key : keys) {

@@ -16,17 +16,33 @@ using google::protobuf::Struct;
 using google::protobuf::Value;
 
 const std::set<std::string>& KnownKeywords() {
-  static const auto* keywords = new std::set<std::string>{
-      "type",      "enum",      "const",     "properties",       "required",
-      "additionalProperties", "items",     "minItems",  "maxItems",         "minLength",
-      "maxLength", "pattern",   "minimum",   "maximum",          "exclusiveMinimum",
-      "exclusiveMaximum",     "allOf",     "anyOf",     "oneOf",            "not",
-      "title",     "description"};
+  static const auto* keywords = new std::set<std::string>{"type",
+                                                          "enum",
+                                                          "const",
+                                                          "properties",
+                                                          "required",
+                                                          "additionalProperties",
+                                                          "items",
+                                                          "minItems",
+                                                          "maxItems",
+                                                          "minLength",
+                                                          "maxLength",
+                                                          "pattern",
+                                                          "minimum",
+                                                          "maximum",
+                                                          "exclusiveMinimum",
+                                                          "exclusiveMaximum",
+                                                          "allOf",
+                                                          "anyOf",
+                                                          "oneOf",
+                                                          "not",
+                                                          "title",
+                                                          "description"};
   return *keywords;
 }
 
 const std::set<std::string>& KnownTypes() {
-  static const auto* types = new std::set<std::string>{"object", "array",   "string", "number",
+  static const auto* types = new std::set<std::string>{"object",  "array",   "string", "number",
                                                        "integer", "boolean", "null"};
   return *types;
 }
@@ -86,8 +102,8 @@ absl::Status CheckSchemaObject(const std::string& field, const std::string& path
         return Bad(field, here, "properties must be an object");
       }
       for (const auto& [name, sub] : value.struct_value().fields()) {
-        if (auto s = CheckSchemaValue(field, absl::StrCat(here, "/", EscapePointerToken(name)),
-                                      sub, depth + 1);
+        if (auto s = CheckSchemaValue(field, absl::StrCat(here, "/", EscapePointerToken(name)), sub,
+                                      depth + 1);
             !s.ok()) {
           return s;
         }
@@ -103,13 +119,13 @@ absl::Status CheckSchemaObject(const std::string& field, const std::string& path
       }
     } else if (key == "additionalProperties" || key == "items" || key == "not") {
       if (auto s = CheckSchemaValue(field, here, value, depth + 1); !s.ok()) return s;
-    } else if (key == "minItems" || key == "maxItems" || key == "minLength" ||
-               key == "maxLength") {
+    } else if (key == "minItems" || key == "maxItems" || key == "minLength" || key == "maxLength") {
       if (!IsNonNegativeInteger(value)) {
         return Bad(field, here, key + " must be a non-negative integer");
       }
     } else if (key == "pattern") {
-      if (value.kind_case() != Value::kStringValue) return Bad(field, here, "pattern: not a string");
+      if (value.kind_case() != Value::kStringValue)
+        return Bad(field, here, "pattern: not a string");
       RE2 re(value.string_value(), RE2::Quiet);
       if (!re.ok()) return Bad(field, here, "pattern does not compile: " + re.error());
     } else if (key == "minimum" || key == "maximum" || key == "exclusiveMinimum" ||
@@ -150,9 +166,12 @@ bool JsonEquals(const Value& a, const Value& b) {
     return a_null && b_null;
   }
   switch (a.kind_case()) {
-    case Value::kNumberValue: return a.number_value() == b.number_value();
-    case Value::kStringValue: return a.string_value() == b.string_value();
-    case Value::kBoolValue: return a.bool_value() == b.bool_value();
+    case Value::kNumberValue:
+      return a.number_value() == b.number_value();
+    case Value::kStringValue:
+      return a.string_value() == b.string_value();
+    case Value::kBoolValue:
+      return a.bool_value() == b.bool_value();
     case Value::kListValue: {
       const ListValue& x = a.list_value();
       const ListValue& y = b.list_value();
@@ -172,20 +191,26 @@ bool JsonEquals(const Value& a, const Value& b) {
       }
       return true;
     }
-    default: return true;
+    default:
+      return true;
   }
 }
 
 bool HasType(const Value& instance, const std::string& type) {
   switch (instance.kind_case()) {
-    case Value::kStructValue: return type == "object";
-    case Value::kListValue: return type == "array";
-    case Value::kStringValue: return type == "string";
-    case Value::kBoolValue: return type == "boolean";
+    case Value::kStructValue:
+      return type == "object";
+    case Value::kListValue:
+      return type == "array";
+    case Value::kStringValue:
+      return type == "string";
+    case Value::kBoolValue:
+      return type == "boolean";
     case Value::kNumberValue:
       return type == "number" ||
              (type == "integer" && instance.number_value() == std::floor(instance.number_value()));
-    default: return type == "null";
+    default:
+      return type == "null";
   }
 }
 
@@ -206,7 +231,8 @@ std::optional<SchemaViolation> ValidateObject(const Struct& schema, const Value&
   if (const Value* type = get("type")) {
     bool ok = false;
     if (type->kind_case() == Value::kListValue) {
-      for (const Value& t : type->list_value().values()) ok = ok || HasType(instance, t.string_value());
+      for (const Value& t : type->list_value().values())
+        ok = ok || HasType(instance, t.string_value());
     } else {
       ok = HasType(instance, type->string_value());
     }
@@ -214,7 +240,8 @@ std::optional<SchemaViolation> ValidateObject(const Struct& schema, const Value&
   }
   if (const Value* e = get("enum")) {
     bool found = false;
-    for (const Value& option : e->list_value().values()) found = found || JsonEquals(option, instance);
+    for (const Value& option : e->list_value().values())
+      found = found || JsonEquals(option, instance);
     if (!found) return Fail(pointer, "enum: value is not one of the allowed values");
   }
   if (const Value* c = get("const")) {
@@ -259,7 +286,8 @@ std::optional<SchemaViolation> ValidateObject(const Struct& schema, const Value&
     }
     if (const Value* items = get("items")) {
       for (int i = 0; i < n; ++i) {
-        if (auto v = Validate(*items, instance.list_value().values(i), absl::StrCat(pointer, "/", i))) {
+        if (auto v =
+                Validate(*items, instance.list_value().values(i), absl::StrCat(pointer, "/", i))) {
           return v;
         }
       }
@@ -302,12 +330,14 @@ std::optional<SchemaViolation> ValidateObject(const Struct& schema, const Value&
   }
   if (const Value* any = get("anyOf")) {
     bool ok = false;
-    for (const Value& sub : any->list_value().values()) ok = ok || !Validate(sub, instance, pointer);
+    for (const Value& sub : any->list_value().values())
+      ok = ok || !Validate(sub, instance, pointer);
     if (!ok) return Fail(pointer, "anyOf: value matches none of the schemas");
   }
   if (const Value* one = get("oneOf")) {
     int matches = 0;
-    for (const Value& sub : one->list_value().values()) matches += !Validate(sub, instance, pointer);
+    for (const Value& sub : one->list_value().values())
+      matches += !Validate(sub, instance, pointer);
     if (matches != 1) return Fail(pointer, "oneOf: value must match exactly one schema");
   }
   if (const Value* n = get("not")) {

@@ -119,9 +119,12 @@ std::string FilterCanonical(const SnapshotQuery& query) {
 std::string RefText(const v1::VersionRef* ref) {
   if (ref == nullptr) return "latest";
   switch (ref->ref_case()) {
-    case v1::VersionRef::kNumber: return absl::StrCat("number:", ref->number());
-    case v1::VersionRef::kTag: return absl::StrCat("tag:", ref->tag());
-    default: return "latest";
+    case v1::VersionRef::kNumber:
+      return absl::StrCat("number:", ref->number());
+    case v1::VersionRef::kTag:
+      return absl::StrCat("tag:", ref->tag());
+    default:
+      return "latest";
   }
 }
 

@@ -12,9 +12,9 @@
 
 namespace {
 
-std::string capture_address;       // NOLINT: flag storage for the life of the process
-int executor_threads = 0;          // NOLINT
-int executor_queue = 1024;         // NOLINT
+std::string capture_address;  // NOLINT: flag storage for the life of the process
+int executor_threads = 0;     // NOLINT
+int executor_queue = 1024;    // NOLINT
 
 }  // namespace
 
@@ -55,10 +55,9 @@ int main(int argc, char** argv) {
     executor = std::make_unique<flywheel::BoundedExecutor>(
         executor_threads > 0 ? executor_threads : env.options.db_pool_size, executor_queue);
     flywheel::ServiceParts parts;
-    parts.services.emplace_back(
-        std::make_unique<EvalSetServiceHandler>(&env.authenticator, logic.get(), executor.get(),
-                                                &env.logger),
-        v1::EvalSetService::service_full_name());
+    parts.services.emplace_back(std::make_unique<EvalSetServiceHandler>(
+                                    &env.authenticator, logic.get(), executor.get(), &env.logger),
+                                v1::EvalSetService::service_full_name());
     return parts;
   };
   return flywheel::RunServiceMain(argc, argv, spec);

@@ -27,7 +27,8 @@ SparseVector EmbedText(absl::string_view text) {
   while (start <= normalized.size()) {
     size_t end = normalized.find(' ', start);
     if (end == std::string::npos) end = normalized.size();
-    if (end > start) counts[Bucket(absl::string_view(normalized).substr(start, end - start), 'w')] += 1;
+    if (end > start)
+      counts[Bucket(absl::string_view(normalized).substr(start, end - start), 'w')] += 1;
     start = end + 1;
   }
   // Character trigrams over the normalized text with boundary spaces, so short words and typos

@@ -19,7 +19,8 @@ constexpr int kMaxSets = 100;
 absl::StatusOr<std::shared_ptr<const CaseIndex>> EvalSetLogic::NoveltyIndex(
     const std::string& project, const SetRecord& set) {
   // A set version is immutable, so its vectors are cached under (project, set, version).
-  const std::string key = absl::StrCat(project, "\x1f", set.eval_set_id, "\x1f", set.latest_version);
+  const std::string key =
+      absl::StrCat(project, "\x1f", set.eval_set_id, "\x1f", set.latest_version);
   if (auto cached = novelty_cache_.Get(key)) return cached;
   ASSIGN_OR_RETURN(std::vector<CaseText> texts,
                    repository_->LatestCaseTexts(project, set.eval_set_id));

@@ -19,8 +19,8 @@ namespace {
 
 constexpr char kSetColumns[] =
     "eval_set_id, display_name, description, input_schema, expected_output_schema, archived, "
-    "latest_version, case_count, etag_seq, " MICROS("create_time") ", " MICROS("update_time")
-    ", " MICROS("archive_time");
+    "latest_version, case_count, etag_seq, " MICROS("create_time") ", " MICROS(
+        "update_time") ", " MICROS("archive_time");
 
 constexpr char kVersionColumns[] =
     "v.eval_set_id, v.version, " MICROS("v.create_time") ", v.change_kind, v.added_count, "
@@ -31,8 +31,8 @@ constexpr char kVersionColumns[] =
 
 constexpr char kCaseColumns[] =
     "r.case_id, coalesce(c.case_key, ''), r.content, r.content_digest, r.revision, "
-    "c.added_version, r.from_version, c.retired_version, " MICROS("c.create_time") ", "
-    MICROS("r.revision_time");
+    "c.added_version, r.from_version, c.retired_version, " MICROS("c.create_time") ", " MICROS(
+        "r.revision_time");
 
 constexpr char kCaseFrom[] =
     " FROM evals.case_revisions r JOIN evals.cases c ON c.project_id = r.project_id AND "
@@ -56,7 +56,8 @@ std::string NullableBytes(const std::optional<std::string>& bytes) {
   if (!bytes.has_value()) return "";
   return absl::StrCat("x", absl::BytesToHexString(*bytes));
 }
-#define NULLABLE_BYTEA(n) "CASE WHEN $" #n " = '' THEN NULL ELSE decode(substr($" #n ", 2), 'hex') END"
+#define NULLABLE_BYTEA(n) \
+  "CASE WHEN $" #n " = '' THEN NULL ELSE decode(substr($" #n ", 2), 'hex') END"
 
 // A text[] literal for a bound parameter; every element quoted and escaped.
 std::string ArrayLiteral(const std::vector<std::string>& values) {
@@ -197,8 +198,8 @@ v1::CaseResult ResultFromRow(const pqxx::row& row, const std::string& run_id) {
 std::vector<ThemeCount> ThemeCountsFromRows(const pqxx::result& rows) {
   std::vector<ThemeCount> out;
   for (const auto& row : rows) {
-    out.push_back(ThemeCount{row[0].as<std::string>(), row[1].as<std::string>(),
-                             row[2].as<int64_t>()});
+    out.push_back(
+        ThemeCount{row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>()});
   }
   return out;
 }
@@ -217,8 +218,7 @@ class PgSetWriteTx final : public SetWriteTx {
   absl::Status SaveSetFields(const SetRecord& set) override {
     set_ = SetFromRow(tx_.exec_prepared1(
         "evals_save_set", project_, set_.eval_set_id, set.display_name, set.description,
-        NullableBytes(set.input_schema), NullableBytes(set.expected_output_schema),
-        set.archived));
+        NullableBytes(set.input_schema), NullableBytes(set.expected_output_schema), set.archived));
     return absl::OkStatus();
   }
 
@@ -230,23 +230,22 @@ class PgSetWriteTx final : public SetWriteTx {
     for (const auto& row : tx_.exec_prepared("evals_find_cases", project_, set_.eval_set_id,
                                              ArrayLiteral(case_ids), ArrayLiteral(case_keys))) {
       out.push_back(CaseIdentity{row[0].as<std::string>(), row[1].as<std::string>(),
-                                 row[2].as<int64_t>(), row[3].as<int64_t>(),
-                                 row[4].as<int32_t>(), row[5].as<std::string>()});
+                                 row[2].as<int64_t>(), row[3].as<int64_t>(), row[4].as<int32_t>(),
+                                 row[5].as<std::string>()});
     }
     return out;
   }
 
   absl::StatusOr<v1::Case> GetLatestCase(const std::string& case_id) override {
-    pqxx::result rows =
-        tx_.exec_prepared("evals_latest_case", project_, set_.eval_set_id, case_id);
+    pqxx::result rows = tx_.exec_prepared("evals_latest_case", project_, set_.eval_set_id, case_id);
     if (rows.empty()) return absl::NotFoundError(absl::StrCat("case ", case_id, ": not found"));
     return CaseFromRow(rows[0], set_.eval_set_id);
   }
 
   absl::Status InsertCase(const std::string& case_key, const RevisionWrite& revision,
                           int64_t version) override {
-    tx_.exec_prepared("evals_insert_case", project_, set_.eval_set_id, revision.case_id,
-                      case_key, version, revision.content_digest);
+    tx_.exec_prepared("evals_insert_case", project_, set_.eval_set_id, revision.case_id, case_key,
+                      version, revision.content_digest);
     InsertRevision(revision, version);
     return absl::OkStatus();
   }
@@ -280,8 +279,7 @@ class PgSetWriteTx final : public SetWriteTx {
   }
 
   absl::StatusOr<VersionRecord> GetVersion(int64_t version) override {
-    pqxx::result rows =
-        tx_.exec_prepared("evals_get_version", project_, set_.eval_set_id, version);
+    pqxx::result rows = tx_.exec_prepared("evals_get_version", project_, set_.eval_set_id, version);
     if (rows.empty()) return absl::NotFoundError("version: no such version");
     return VersionFromRow(rows[0]);
   }
@@ -346,8 +344,8 @@ class PgRunWriteTx final : public RunWriteTx {
       const std::vector<std::string>& case_ids) override {
     std::map<std::string, std::string> out;
     if (case_ids.empty()) return out;
-    for (const auto& row : tx_.exec_prepared("evals_result_digests", project_, run_.run_id,
-                                             ArrayLiteral(case_ids))) {
+    for (const auto& row :
+         tx_.exec_prepared("evals_result_digests", project_, run_.run_id, ArrayLiteral(case_ids))) {
       out[row[0].as<std::string>()] = row[1].as<std::string>();
     }
     return out;
@@ -363,11 +361,11 @@ class PgRunWriteTx final : public RunWriteTx {
     const std::string cost = c.has_cost_micros() ? absl::StrCat(c.cost_micros()) : "";
     pqxx::result written;
     if (result.replaces_digest.has_value()) {
-      written = tx_.exec_prepared("evals_replace_result", project_, run_.run_id, result.case_id,
-                                  static_cast<int>(c.verdict()), score, latency, cost, content,
-                                  result.content_digest, result.pinned.revision,
-                                  result.pinned.theme_id, result.pinned.theme_name,
-                                  *result.replaces_digest);
+      written =
+          tx_.exec_prepared("evals_replace_result", project_, run_.run_id, result.case_id,
+                            static_cast<int>(c.verdict()), score, latency, cost, content,
+                            result.content_digest, result.pinned.revision, result.pinned.theme_id,
+                            result.pinned.theme_name, *result.replaces_digest);
     } else {
       written = tx_.exec_prepared("evals_insert_result", project_, run_.run_id, result.case_id,
                                   static_cast<int>(c.verdict()), score, latency, cost, content,
@@ -420,28 +418,34 @@ PgEvalSetRepository::PgEvalSetRepository(db::ConnectionPool* pool, Logger* logge
                    "description, input_schema, expected_output_schema) VALUES ($1, $2, $3, $4, ",
                    NULLABLE_BYTEA(5), ", ", NULLABLE_BYTEA(6),
                    ") ON CONFLICT DO NOTHING RETURNING ", kSetColumns));
-  reg("evals_get_set", absl::StrCat("SELECT ", kSetColumns, " FROM evals.eval_sets WHERE "
+  reg("evals_get_set", absl::StrCat("SELECT ", kSetColumns,
+                                    " FROM evals.eval_sets WHERE "
                                     "project_id = $1 AND eval_set_id = $2"));
-  reg("evals_lock_set", absl::StrCat("SELECT ", kSetColumns, " FROM evals.eval_sets WHERE "
+  reg("evals_lock_set", absl::StrCat("SELECT ", kSetColumns,
+                                     " FROM evals.eval_sets WHERE "
                                      "project_id = $1 AND eval_set_id = $2 FOR UPDATE"));
   reg("evals_list_sets",
-      absl::StrCat("SELECT ", kSetColumns, " FROM evals.eval_sets WHERE project_id = $1 AND "
+      absl::StrCat("SELECT ", kSetColumns,
+                   " FROM evals.eval_sets WHERE project_id = $1 AND "
                    "eval_set_id > $2 AND ($3 OR NOT archived) ORDER BY eval_set_id LIMIT $4"));
   reg("evals_save_set",
       absl::StrCat("UPDATE evals.eval_sets SET display_name = $3, description = $4, "
-                   "input_schema = ", NULLABLE_BYTEA(5), ", expected_output_schema = ",
-                   NULLABLE_BYTEA(6), ", archived = $7, archive_time = CASE WHEN $7 THEN "
+                   "input_schema = ",
+                   NULLABLE_BYTEA(5), ", expected_output_schema = ", NULLABLE_BYTEA(6),
+                   ", archived = $7, archive_time = CASE WHEN $7 THEN "
                    "coalesce(archive_time, now()) ELSE NULL END, etag_seq = etag_seq + 1, "
                    "update_time = now() WHERE project_id = $1 AND eval_set_id = $2 RETURNING ",
                    kSetColumns));
   reg("evals_touch_set",
       absl::StrCat("UPDATE evals.eval_sets SET update_time = now() WHERE project_id = $1 AND "
-                   "eval_set_id = $2 RETURNING ", kSetColumns));
+                   "eval_set_id = $2 RETURNING ",
+                   kSetColumns));
   reg("evals_set_latest",
       absl::StrCat("UPDATE evals.eval_sets s SET latest_version = $3, case_count = "
                    "(SELECT case_count FROM evals.set_versions v WHERE v.project_id = $1 AND "
                    "v.eval_set_id = $2 AND v.version = $3), update_time = now() WHERE "
-                   "s.project_id = $1 AND s.eval_set_id = $2 RETURNING ", kSetColumns));
+                   "s.project_id = $1 AND s.eval_set_id = $2 RETURNING ",
+                   kSetColumns));
   // ---- cases
   reg("evals_find_cases",
       "SELECT case_id, coalesce(case_key, ''), added_version, retired_version, revision_count, "
@@ -480,10 +484,12 @@ PgEvalSetRepository::PgEvalSetRepository(db::ConnectionPool* pool, Logger* logge
       "''), 'UTF8')), 'hex') FROM evals.case_revisions WHERE project_id = $1 AND "
       "eval_set_id = $2 AND to_version IS NULL");
   reg("evals_get_version",
-      absl::StrCat("SELECT ", kVersionColumns, " FROM evals.set_versions v WHERE "
+      absl::StrCat("SELECT ", kVersionColumns,
+                   " FROM evals.set_versions v WHERE "
                    "v.project_id = $1 AND v.eval_set_id = $2 AND v.version = $3"));
   reg("evals_list_versions",
-      absl::StrCat("SELECT ", kVersionColumns, " FROM evals.set_versions v WHERE "
+      absl::StrCat("SELECT ", kVersionColumns,
+                   " FROM evals.set_versions v WHERE "
                    "v.project_id = $1 AND v.eval_set_id = $2 AND ($3 = 0 OR v.version < $3) AND "
                    "(NOT $4 OR EXISTS (SELECT 1 FROM evals.version_tags t WHERE t.project_id = "
                    "v.project_id AND t.eval_set_id = v.eval_set_id AND t.version = v.version)) "
@@ -513,14 +519,14 @@ PgEvalSetRepository::PgEvalSetRepository(db::ConnectionPool* pool, Logger* logge
                    "ORDER BY r.case_id LIMIT $7"));
   reg("evals_page_bounds",
       absl::StrCat("SELECT case_id FROM (SELECT r.case_id, row_number() OVER (ORDER BY "
-                   "r.case_id) AS n FROM evals.case_revisions r WHERE", kLiveAt,
+                   "r.case_id) AS n FROM evals.case_revisions r WHERE",
+                   kLiveAt,
                    "AND r.case_id > $4 AND (cardinality($5::text[]) = 0 OR "
                    "r.theme_id = ANY($5::text[])) AND r.tags @> $6::text[]) t "
                    "WHERE n % $7 = 0 ORDER BY case_id"));
-  reg("evals_count_at",
-      absl::StrCat("SELECT count(*) FROM evals.case_revisions r WHERE", kLiveAt,
-                   "AND r.case_id > $4 AND (cardinality($5::text[]) = 0 OR "
-                   "r.theme_id = ANY($5::text[])) AND r.tags @> $6::text[]"));
+  reg("evals_count_at", absl::StrCat("SELECT count(*) FROM evals.case_revisions r WHERE", kLiveAt,
+                                     "AND r.case_id > $4 AND (cardinality($5::text[]) = 0 OR "
+                                     "r.theme_id = ANY($5::text[])) AND r.tags @> $6::text[]"));
   reg("evals_inputs_at",
       absl::StrCat("SELECT r.case_id, r.input_text FROM evals.case_revisions r WHERE", kLiveAt,
                    "AND r.case_id = ANY($4::text[])"));
@@ -529,21 +535,27 @@ PgEvalSetRepository::PgEvalSetRepository(db::ConnectionPool* pool, Logger* logge
       "project_id = $1 AND eval_set_id = $2 AND to_version IS NULL ORDER BY case_id");
   reg("evals_theme_counts",
       absl::StrCat("SELECT r.theme_id, max(r.theme_name), count(*) FROM evals.case_revisions r "
-                   "WHERE", kLiveAt, "GROUP BY r.theme_id"));
+                   "WHERE",
+                   kLiveAt, "GROUP BY r.theme_id"));
   // ---- runs and results
   reg("evals_insert_run",
       absl::StrCat("INSERT INTO evals.runs (project_id, run_id, eval_set_id, version, "
                    "requested_ref, candidate_label, metadata, state) VALUES ($1, $2, $3, $4, $5, "
-                   "$6, ", NULLABLE_BYTEA(7), ", $8) ON CONFLICT DO NOTHING"));
-  reg("evals_get_run", absl::StrCat("SELECT ", kRunColumns, " FROM evals.runs WHERE "
+                   "$6, ",
+                   NULLABLE_BYTEA(7), ", $8) ON CONFLICT DO NOTHING"));
+  reg("evals_get_run", absl::StrCat("SELECT ", kRunColumns,
+                                    " FROM evals.runs WHERE "
                                     "project_id = $1 AND run_id = $2"));
-  reg("evals_lock_run", absl::StrCat("SELECT ", kRunColumns, " FROM evals.runs WHERE "
+  reg("evals_lock_run", absl::StrCat("SELECT ", kRunColumns,
+                                     " FROM evals.runs WHERE "
                                      "project_id = $1 AND run_id = $2 FOR UPDATE"));
-  reg("evals_share_run", absl::StrCat("SELECT ", kRunColumns, " FROM evals.runs WHERE "
+  reg("evals_share_run", absl::StrCat("SELECT ", kRunColumns,
+                                      " FROM evals.runs WHERE "
                                       "project_id = $1 AND run_id = $2 FOR SHARE"));
   reg("evals_list_runs",
       absl::StrCat(
-          "SELECT ", kRunColumns, " FROM evals.runs WHERE project_id = $1 AND ($2 = '' OR "
+          "SELECT ", kRunColumns,
+          " FROM evals.runs WHERE project_id = $1 AND ($2 = '' OR "
           "eval_set_id = $2) AND ($3 = '' OR candidate_label = $3) AND (cardinality($4::int[]) = 0 "
           "OR state = ANY($4::int[])) AND (NULLIF($5, '') IS NULL OR create_time >= "
           "'epoch'::timestamptz + NULLIF($5, '')::int8 * interval '1 microsecond') AND "
@@ -553,7 +565,8 @@ PgEvalSetRepository::PgEvalSetRepository(db::ConnectionPool* pool, Logger* logge
           "ORDER BY create_time DESC, run_id DESC LIMIT $9"));
   reg("evals_pinned_cases",
       absl::StrCat("SELECT r.case_id, r.revision, r.theme_id, r.theme_name FROM "
-                   "evals.case_revisions r WHERE", kLiveAt, "AND r.case_id = ANY($4::text[])"));
+                   "evals.case_revisions r WHERE",
+                   kLiveAt, "AND r.case_id = ANY($4::text[])"));
   reg("evals_result_digests",
       "SELECT case_id, content_digest FROM evals.results WHERE project_id = $1 AND run_id = $2 "
       "AND case_id = ANY($3::text[])");
@@ -563,7 +576,8 @@ PgEvalSetRepository::PgEvalSetRepository(db::ConnectionPool* pool, Logger* logge
   reg("evals_insert_result",
       absl::StrCat("INSERT INTO evals.results (project_id, run_id, case_id, verdict, score, "
                    "latency_us, cost_micros, content, content_digest, case_revision, theme_id, "
-                   "theme_name) VALUES ", kResultValues, " ON CONFLICT DO NOTHING"));
+                   "theme_name) VALUES ",
+                   kResultValues, " ON CONFLICT DO NOTHING"));
   reg("evals_replace_result",
       "UPDATE evals.results SET verdict = $4, score = NULLIF($5, '')::float8, latency_us = "
       "NULLIF($6, '')::int8, cost_micros = NULLIF($7, '')::int8, content = $8, content_digest = "
@@ -576,15 +590,16 @@ PgEvalSetRepository::PgEvalSetRepository(db::ConnectionPool* pool, Logger* logge
       "UPDATE evals.runs SET state = $3, failure_reason = $4, summary = $5, complete_time = "
       "now() WHERE project_id = $1 AND run_id = $2");
   reg("evals_list_results",
-      absl::StrCat("SELECT ", kResultColumns, " FROM evals.results WHERE project_id = $1 AND "
+      absl::StrCat("SELECT ", kResultColumns,
+                   " FROM evals.results WHERE project_id = $1 AND "
                    "run_id = $2 AND case_id > $3 AND (cardinality($4::int[]) = 0 OR verdict = "
                    "ANY($4::int[])) AND (cardinality($5::text[]) = 0 OR theme_id = "
                    "ANY($5::text[])) AND (NULLIF($6, '') IS NULL OR score >= NULLIF($6, "
                    "'')::float8) AND (NULLIF($7, '') IS NULL OR score <= NULLIF($7, '')::float8) "
                    "ORDER BY case_id LIMIT $8"));
-  reg("evals_results_for",
-      absl::StrCat("SELECT ", kResultColumns, " FROM evals.results WHERE project_id = $1 AND "
-                   "run_id = $2 AND case_id = ANY($3::text[])"));
+  reg("evals_results_for", absl::StrCat("SELECT ", kResultColumns,
+                                        " FROM evals.results WHERE project_id = $1 AND "
+                                        "run_id = $2 AND case_id = ANY($3::text[])"));
 }
 
 absl::StatusOr<SetRecord> PgEvalSetRepository::InsertSet(const std::string& project_id,
@@ -626,8 +641,10 @@ absl::StatusOr<SetRecord> PgEvalSetRepository::GetSet(const std::string& project
   return out;
 }
 
-absl::StatusOr<std::vector<SetRecord>> PgEvalSetRepository::ListSets(
-    const std::string& project_id, const std::string& after_id, bool show_archived, int limit) {
+absl::StatusOr<std::vector<SetRecord>> PgEvalSetRepository::ListSets(const std::string& project_id,
+                                                                     const std::string& after_id,
+                                                                     bool show_archived,
+                                                                     int limit) {
   std::vector<SetRecord> out;
   RETURN_IF_ERROR(db::RunInTransaction(
       *pool_, {},
@@ -732,10 +749,9 @@ absl::StatusOr<std::vector<v1::Case>> PgEvalSetRepository::ListCasesAt(
       *pool_, {},
       [&](pqxx::transaction_base& tx) -> absl::Status {
         out.clear();
-        pqxx::result rows =
-            tx.exec_prepared("evals_cases_at", project_id, eval_set_id, query.version,
-                             query.after_case_id, ArrayLiteral(query.theme_ids),
-                             ArrayLiteral(query.tags), limit, query.through_case_id);
+        pqxx::result rows = tx.exec_prepared(
+            "evals_cases_at", project_id, eval_set_id, query.version, query.after_case_id,
+            ArrayLiteral(query.theme_ids), ArrayLiteral(query.tags), limit, query.through_case_id);
         out.reserve(rows.size());
         for (const auto& row : rows) out.push_back(CaseFromRow(row, eval_set_id));
         return absl::OkStatus();
@@ -769,10 +785,9 @@ absl::StatusOr<std::vector<std::string>> PgEvalSetRepository::PageBoundaries(
       *pool_, {},
       [&](pqxx::transaction_base& tx) -> absl::Status {
         out.clear();
-        for (const auto& row : tx.exec_prepared("evals_page_bounds", project_id, eval_set_id,
-                                                query.version, query.after_case_id,
-                                                ArrayLiteral(query.theme_ids),
-                                                ArrayLiteral(query.tags), page_rows)) {
+        for (const auto& row : tx.exec_prepared(
+                 "evals_page_bounds", project_id, eval_set_id, query.version, query.after_case_id,
+                 ArrayLiteral(query.theme_ids), ArrayLiteral(query.tags), page_rows)) {
           out.push_back(row[0].as<std::string>());
         }
         return absl::OkStatus();
@@ -789,8 +804,8 @@ absl::StatusOr<std::map<std::string, std::string>> PgEvalSetRepository::InputTex
       *pool_, {},
       [&](pqxx::transaction_base& tx) -> absl::Status {
         out.clear();
-        for (const auto& row : tx.exec_prepared("evals_inputs_at", project_id, eval_set_id,
-                                                version, ArrayLiteral(case_ids))) {
+        for (const auto& row : tx.exec_prepared("evals_inputs_at", project_id, eval_set_id, version,
+                                                ArrayLiteral(case_ids))) {
           out[row[0].as<std::string>()] = row[1].as<std::string>();
         }
         return absl::OkStatus();
@@ -820,10 +835,10 @@ absl::Status PgEvalSetRepository::InsertRun(const std::string& project_id, const
   return db::RunInTransaction(
       *pool_, {},
       [&](pqxx::transaction_base& tx) -> absl::Status {
-        pqxx::result result = tx.exec_prepared(
-            "evals_insert_run", project_id, run.run_id, run.eval_set_id, run.version,
-            run.requested_ref, run.candidate_label, NullableBytes(run.metadata),
-            static_cast<int>(run.state));
+        pqxx::result result =
+            tx.exec_prepared("evals_insert_run", project_id, run.run_id, run.eval_set_id,
+                             run.version, run.requested_ref, run.candidate_label,
+                             NullableBytes(run.metadata), static_cast<int>(run.state));
         if (result.affected_rows() == 0) return absl::AlreadyExistsError("run_id taken");
         return absl::OkStatus();
       },
@@ -845,8 +860,9 @@ absl::StatusOr<RunRecord> PgEvalSetRepository::GetRun(const std::string& project
   return out;
 }
 
-absl::StatusOr<std::vector<RunRecord>> PgEvalSetRepository::ListRuns(
-    const std::string& project_id, const RunQuery& query, int limit) {
+absl::StatusOr<std::vector<RunRecord>> PgEvalSetRepository::ListRuns(const std::string& project_id,
+                                                                     const RunQuery& query,
+                                                                     int limit) {
   std::vector<RunRecord> out;
   const std::string from =
       query.created_from ? absl::StrCat(absl::ToUnixMicros(*query.created_from)) : "";
@@ -859,10 +875,9 @@ absl::StatusOr<std::vector<RunRecord>> PgEvalSetRepository::ListRuns(
       *pool_, {},
       [&](pqxx::transaction_base& tx) -> absl::Status {
         out.clear();
-        for (const auto& row :
-             tx.exec_prepared("evals_list_runs", project_id, query.eval_set_id,
-                              query.candidate_label, IntArrayLiteral(query.states), from, before,
-                              after_time, after_id, limit)) {
+        for (const auto& row : tx.exec_prepared(
+                 "evals_list_runs", project_id, query.eval_set_id, query.candidate_label,
+                 IntArrayLiteral(query.states), from, before, after_time, after_id, limit)) {
           out.push_back(RunFromRow(row));
         }
         return absl::OkStatus();
@@ -871,8 +886,8 @@ absl::StatusOr<std::vector<RunRecord>> PgEvalSetRepository::ListRuns(
   return out;
 }
 
-absl::Status PgEvalSetRepository::WriteRun(const std::string& project_id,
-                                           const std::string& run_id, bool exclusive,
+absl::Status PgEvalSetRepository::WriteRun(const std::string& project_id, const std::string& run_id,
+                                           bool exclusive,
                                            const std::function<absl::Status(RunWriteTx&)>& body) {
   return db::RunInTransaction(
       *pool_, {},
@@ -917,8 +932,7 @@ absl::StatusOr<std::vector<ThemeCount>> PgEvalSetRepository::ThemeCountsAt(
 }
 
 absl::StatusOr<std::vector<v1::CaseResult>> PgEvalSetRepository::ListResults(
-    const std::string& project_id, const std::string& run_id, const ResultQuery& query,
-    int limit) {
+    const std::string& project_id, const std::string& run_id, const ResultQuery& query, int limit) {
   std::vector<v1::CaseResult> out;
   RETURN_IF_ERROR(db::RunInTransaction(
       *pool_, {},
@@ -944,8 +958,8 @@ absl::StatusOr<std::map<std::string, v1::CaseResult>> PgEvalSetRepository::Resul
       *pool_, {},
       [&](pqxx::transaction_base& tx) -> absl::Status {
         out.clear();
-        for (const auto& row : tx.exec_prepared("evals_results_for", project_id, run_id,
-                                                ArrayLiteral(case_ids))) {
+        for (const auto& row :
+             tx.exec_prepared("evals_results_for", project_id, run_id, ArrayLiteral(case_ids))) {
           v1::CaseResult r = ResultFromRow(row, run_id);
           out[r.case_id()] = std::move(r);
         }

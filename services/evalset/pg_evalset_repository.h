@@ -31,8 +31,8 @@ class PgEvalSetRepository final : public EvalSetRepository {
                                            const std::string& tag) override;
   absl::StatusOr<std::vector<VersionRecord>> ListVersions(const std::string& project_id,
                                                           const std::string& eval_set_id,
-                                                          int64_t before_version,
-                                                          bool tagged_only, int limit) override;
+                                                          int64_t before_version, bool tagged_only,
+                                                          int limit) override;
 
   absl::StatusOr<std::optional<v1::Case>> GetCaseAt(const std::string& project_id,
                                                     const std::string& eval_set_id,
@@ -40,8 +40,7 @@ class PgEvalSetRepository final : public EvalSetRepository {
                                                     int64_t version) override;
   absl::StatusOr<std::vector<v1::Case>> ListCasesAt(const std::string& project_id,
                                                     const std::string& eval_set_id,
-                                                    const SnapshotQuery& query,
-                                                    int limit) override;
+                                                    const SnapshotQuery& query, int limit) override;
   absl::StatusOr<int64_t> CountCasesAt(const std::string& project_id,
                                        const std::string& eval_set_id,
                                        const SnapshotQuery& query) override;

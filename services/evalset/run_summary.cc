@@ -45,10 +45,11 @@ v1::ResultStats StatsOf(const std::vector<const ResultFacts*>& results) {
     std::sort(latencies.begin(), latencies.end());
     long double sum = 0;
     for (int64_t l : latencies) sum += l;
-    *stats.mutable_mean_latency() =
-        Micros(static_cast<int64_t>(std::llround(sum / static_cast<long double>(latencies.size()))));
+    *stats.mutable_mean_latency() = Micros(
+        static_cast<int64_t>(std::llround(sum / static_cast<long double>(latencies.size()))));
     // Nearest rank: the smallest value with at least 95% of the values at or below it.
-    const size_t rank = static_cast<size_t>(std::ceil(0.95 * static_cast<double>(latencies.size())));
+    const size_t rank =
+        static_cast<size_t>(std::ceil(0.95 * static_cast<double>(latencies.size())));
     *stats.mutable_p95_latency() = Micros(latencies[std::max<size_t>(rank, 1) - 1]);
   }
   return stats;

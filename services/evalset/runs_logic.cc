@@ -36,8 +36,7 @@ v1::Run RunToProto(const RunRecord& run) {
 bool SameRunRequest(const RunRecord& existing, const RunRecord& wanted) {
   return existing.eval_set_id == wanted.eval_set_id &&
          existing.requested_ref == wanted.requested_ref &&
-         existing.candidate_label == wanted.candidate_label &&
-         existing.metadata == wanted.metadata;
+         existing.candidate_label == wanted.candidate_label && existing.metadata == wanted.metadata;
 }
 
 FieldError Error(absl::StatusCode code, std::string field, std::string reason) {
@@ -69,8 +68,8 @@ absl::StatusOr<v1::Run> EvalSetLogic::RunWithSummary(const std::string& project,
   return out;
 }
 
-absl::StatusOr<v1::CreateRunResponse> EvalSetLogic::CreateRun(
-    const std::string& project, const v1::CreateRunRequest& request) {
+absl::StatusOr<v1::CreateRunResponse> EvalSetLogic::CreateRun(const std::string& project,
+                                                              const v1::CreateRunRequest& request) {
   const v1::Run& in = request.run();
   RunRecord wanted;
   const bool client_id = !in.run_id().empty();
@@ -146,8 +145,8 @@ absl::StatusOr<v1::RecordResultsResponse> EvalSetLogic::RecordResults(
     ids.push_back(item.write.case_id);
   }
   v1::RecordResultsResponse response;
-  RETURN_IF_ERROR(repository_->WriteRun(
-      project, request.run_id(), /*exclusive=*/false, [&](RunWriteTx& tx) {
+  RETURN_IF_ERROR(
+      repository_->WriteRun(project, request.run_id(), /*exclusive=*/false, [&](RunWriteTx& tx) {
         response.Clear();
         const bool running = tx.run().state == v1::RUN_STATE_RUNNING;
         ASSIGN_OR_RETURN(auto pinned, tx.PinnedCases(ids));
@@ -161,10 +160,10 @@ absl::StatusOr<v1::RecordResultsResponse> EvalSetLogic::RecordResults(
           }
           auto pin = pinned.find(id);
           if (pin == pinned.end()) {
-            *response.add_results() = Rejected(
-                i, id,
-                Error(absl::StatusCode::kInvalidArgument, "case_id",
-                      absl::StrCat("not live in the run's version ", tx.run().version)));
+            *response.add_results() =
+                Rejected(i, id,
+                         Error(absl::StatusCode::kInvalidArgument, "case_id",
+                               absl::StrCat("not live in the run's version ", tx.run().version)));
             continue;
           }
           auto existing = digests.find(id);
@@ -174,8 +173,7 @@ absl::StatusOr<v1::RecordResultsResponse> EvalSetLogic::RecordResults(
           }
           if (!running) {
             *response.add_results() = Rejected(
-                i, id,
-                Error(absl::StatusCode::kFailedPrecondition, "", "the run is finished"));
+                i, id, Error(absl::StatusCode::kFailedPrecondition, "", "the run is finished"));
             continue;
           }
           if (existing != digests.end() && !request.overwrite()) {
@@ -212,8 +210,8 @@ absl::StatusOr<v1::CompleteRunResponse> EvalSetLogic::CompleteRun(
   if (request.state() == v1::RUN_STATE_COMPLETED && !request.failure_reason().empty()) {
     return absl::InvalidArgumentError("failure_reason: must be empty for RUN_STATE_COMPLETED");
   }
-  RETURN_IF_ERROR(repository_->WriteRun(
-      project, request.run_id(), /*exclusive=*/true, [&](RunWriteTx& tx) {
+  RETURN_IF_ERROR(
+      repository_->WriteRun(project, request.run_id(), /*exclusive=*/true, [&](RunWriteTx& tx) {
         const RunRecord& run = tx.run();
         if (run.state == request.state()) return absl::OkStatus();  // repeat: unchanged
         if (run.state != v1::RUN_STATE_RUNNING) {
@@ -227,8 +225,7 @@ absl::StatusOr<v1::CompleteRunResponse> EvalSetLogic::CompleteRun(
           return absl::FailedPreconditionError(absl::StrCat(
               summary.overall().missing_count(), " cases have no result (require_all_results)"));
         }
-        return tx.FinishRun(request.state(), request.failure_reason(),
-                            DeterministicBytes(summary));
+        return tx.FinishRun(request.state(), request.failure_reason(), DeterministicBytes(summary));
       }));
   ASSIGN_OR_RETURN(RunRecord run, repository_->GetRun(project, request.run_id()));
   v1::CompleteRunResponse response;
@@ -278,9 +275,9 @@ absl::StatusOr<v1::ListRunsResponse> EvalSetLogic::ListRuns(const std::string& p
     }
   }
   const std::string fingerprint = Fingerprint(absl::StrCat(
-      "set=", query.eval_set_id, ";label=", query.candidate_label, ";states=", states, ";from=",
-      query.created_from ? absl::ToUnixMicros(*query.created_from) : -1, ";before=",
-      query.created_before ? absl::ToUnixMicros(*query.created_before) : -1));
+      "set=", query.eval_set_id, ";label=", query.candidate_label, ";states=", states,
+      ";from=", query.created_from ? absl::ToUnixMicros(*query.created_from) : -1,
+      ";before=", query.created_before ? absl::ToUnixMicros(*query.created_before) : -1));
   if (!request.page_token().empty()) {
     ASSIGN_OR_RETURN(PageToken token,
                      DecodePageToken(request.page_token(), "runs", fingerprint, now_()));
@@ -298,9 +295,9 @@ absl::StatusOr<v1::ListRunsResponse> EvalSetLogic::ListRuns(const std::string& p
   }
   if (runs.size() > static_cast<size_t>(page_size)) {
     const RunRecord& last = runs[page_size - 1];
-    response.set_next_page_token(EncodePageToken(
-        "runs", fingerprint, {absl::StrCat(absl::ToUnixMicros(last.create_time)), last.run_id},
-        now_()));
+    response.set_next_page_token(
+        EncodePageToken("runs", fingerprint,
+                        {absl::StrCat(absl::ToUnixMicros(last.create_time)), last.run_id}, now_()));
   }
   return response;
 }
@@ -334,8 +331,8 @@ absl::StatusOr<v1::ListResultsResponse> EvalSetLogic::ListResults(
       return absl::InvalidArgumentError("score: min is above max");
     }
   }
-  absl::StrAppend(&canonical, ";min=", query.min_score.value_or(-1), ";max=",
-                  query.max_score.value_or(-1), ";hasmin=", query.min_score.has_value(),
+  absl::StrAppend(&canonical, ";min=", query.min_score.value_or(-1),
+                  ";max=", query.max_score.value_or(-1), ";hasmin=", query.min_score.has_value(),
                   ";hasmax=", query.max_score.has_value());
   const std::string fingerprint = Fingerprint(canonical);
   if (!request.page_token().empty()) {
@@ -393,10 +390,9 @@ absl::StatusOr<v1::CompareRunsResponse> EvalSetLogic::CompareRuns(
   if (baseline.eval_set_id != candidate.eval_set_id) {
     return absl::FailedPreconditionError("the runs belong to different eval sets");
   }
-  if (!request.allow_incomplete() && (baseline.state != v1::RUN_STATE_COMPLETED ||
-                                      candidate.state != v1::RUN_STATE_COMPLETED)) {
-    return absl::FailedPreconditionError(
-        "both runs must be COMPLETED (or set allow_incomplete)");
+  if (!request.allow_incomplete() &&
+      (baseline.state != v1::RUN_STATE_COMPLETED || candidate.state != v1::RUN_STATE_COMPLETED)) {
+    return absl::FailedPreconditionError("both runs must be COMPLETED (or set allow_incomplete)");
   }
   ASSIGN_OR_RETURN(std::vector<ResultFacts> baseline_results,
                    repository_->RunResults(project, baseline.run_id));

@@ -147,8 +147,7 @@ absl::StatusOr<v1::CreateEvalSetResponse> EvalSetLogic::CreateEvalSet(
   }
   if (!absl::IsAlreadyExists(inserted.status())) return inserted.status();
   ASSIGN_OR_RETURN(SetRecord existing, repository_->GetSet(project, record.eval_set_id));
-  if (existing.display_name != record.display_name ||
-      existing.description != record.description ||
+  if (existing.display_name != record.display_name || existing.description != record.description ||
       existing.input_schema != record.input_schema ||
       existing.expected_output_schema != record.expected_output_schema) {
     return absl::AlreadyExistsError(
@@ -169,12 +168,11 @@ absl::StatusOr<v1::GetEvalSetResponse> EvalSetLogic::GetEvalSet(
 absl::StatusOr<v1::ListEvalSetsResponse> EvalSetLogic::ListEvalSets(
     const std::string& project, const v1::ListEvalSetsRequest& request) {
   ASSIGN_OR_RETURN(int page_size, ResolvePageSize(request.page_size()));
-  const std::string fingerprint =
-      Fingerprint(absl::StrCat("archived=", request.show_archived()));
+  const std::string fingerprint = Fingerprint(absl::StrCat("archived=", request.show_archived()));
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageToken token, DecodePageToken(request.page_token(), "sets", fingerprint,
-                                                      now_()));
+    ASSIGN_OR_RETURN(PageToken token,
+                     DecodePageToken(request.page_token(), "sets", fingerprint, now_()));
     if (token.position.size() != 1) return absl::InvalidArgumentError("page_token: malformed");
     after = token.position[0];
   }
@@ -185,8 +183,8 @@ absl::StatusOr<v1::ListEvalSetsResponse> EvalSetLogic::ListEvalSets(
     *response.add_eval_sets() = SetToProto(sets[i]);
   }
   if (sets.size() > static_cast<size_t>(page_size)) {
-    response.set_next_page_token(EncodePageToken(
-        "sets", fingerprint, {sets[page_size - 1].eval_set_id}, now_()));
+    response.set_next_page_token(
+        EncodePageToken("sets", fingerprint, {sets[page_size - 1].eval_set_id}, now_()));
   }
   return response;
 }
@@ -281,8 +279,9 @@ absl::StatusOr<v1::UnarchiveEvalSetResponse> EvalSetLogic::UnarchiveEvalSet(
 
 absl::StatusOr<v1::GetVersionResponse> EvalSetLogic::GetVersion(
     const std::string& project, const v1::GetVersionRequest& request) {
-  ASSIGN_OR_RETURN(Resolved resolved, Resolve(project, request.eval_set_id(),
-                                              request.has_version() ? &request.version() : nullptr));
+  ASSIGN_OR_RETURN(Resolved resolved,
+                   Resolve(project, request.eval_set_id(),
+                           request.has_version() ? &request.version() : nullptr));
   v1::GetVersionResponse response;
   *response.mutable_version() = VersionToProto(resolved.version);
   return response;
@@ -292,12 +291,12 @@ absl::StatusOr<v1::ListVersionsResponse> EvalSetLogic::ListVersions(
     const std::string& project, const v1::ListVersionsRequest& request) {
   ASSIGN_OR_RETURN(int page_size, ResolvePageSize(request.page_size()));
   ASSIGN_OR_RETURN(SetRecord set, LoadSet(project, request.eval_set_id()));
-  const std::string fingerprint = Fingerprint(
-      absl::StrCat("set=", request.eval_set_id(), ";tagged=", request.tagged_only()));
+  const std::string fingerprint =
+      Fingerprint(absl::StrCat("set=", request.eval_set_id(), ";tagged=", request.tagged_only()));
   int64_t before = 0;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageToken token, DecodePageToken(request.page_token(), "versions",
-                                                      fingerprint, now_()));
+    ASSIGN_OR_RETURN(PageToken token,
+                     DecodePageToken(request.page_token(), "versions", fingerprint, now_()));
     if (token.position.size() != 1 || !absl::SimpleAtoi(token.position[0], &before)) {
       return absl::InvalidArgumentError("page_token: malformed");
     }

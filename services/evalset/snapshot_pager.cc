@@ -5,8 +5,7 @@
 namespace flywheel::evalset {
 
 SnapshotPager::SnapshotPager(EvalSetRepository* repository, std::string project,
-                             std::string eval_set_id, SnapshotQuery query, int page_rows,
-                             int ahead)
+                             std::string eval_set_id, SnapshotQuery query, int page_rows, int ahead)
     : repository_(repository),
       project_(std::move(project)),
       eval_set_id_(std::move(eval_set_id)),

@@ -136,8 +136,8 @@ class SourceWriteReactor final : public grpc::ServerWriteReactor<Message> {
       } else if (failed) {
         finished_ = true;
         finish = true;
-        finish_status = cancelled_ ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")
-                                   : status_;
+        finish_status =
+            cancelled_ ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled") : status_;
       } else if (!pending_.empty()) {
         current_ = std::move(pending_.front());
         pending_.pop_front();
@@ -156,8 +156,10 @@ class SourceWriteReactor final : public grpc::ServerWriteReactor<Message> {
     }
     // With more messages queued, let gRPC coalesce this one with the next into fewer frames and
     // syscalls; the last queued message goes out unhinted, which flushes the buffer.
-    if (write) this->StartWrite(&current_, more_queued ? grpc::WriteOptions().set_buffer_hint()
-                                                       : grpc::WriteOptions());
+    if (write) {
+      this->StartWrite(&current_,
+                       more_queued ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
+    }
     if (finish) this->Finish(finish_status);
     if (fetch) ScheduleFetch();
   }
