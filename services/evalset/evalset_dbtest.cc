@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 #include <openssl/sha.h>
 
+#include <atomic>
+#include <thread>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status/status_matchers.h"
+#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "services/evalset/evalset_logic.h"
 #include "services/evalset/ids.h"
@@ -619,6 +623,101 @@ TEST_F(EvalSetDbTest, FindNearestCasesRanksTheMostSimilarCaseFirst) {
   request.set_min_similarity(0);
   ASSERT_OK_AND_ASSIGN(auto after, logic_->FindNearestCases(kAlpha, request));
   for (const auto& m : after.results(0).matches()) EXPECT_NE(m.case_id(), "a");
+}
+
+TEST_F(EvalSetDbTest, ConcurrentWritersGetDenseVersionsWithoutLosingCases) {
+  constexpr int kThreads = 4;
+  constexpr int kCallsPerThread = 5;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        v1::AddCasesRequest request;
+        request.set_eval_set_id("set1");
+        *request.add_cases() = MakeCase(absl::StrCat("t", t, "-", i), absl::StrCat("q", t, i));
+        *request.add_cases() = MakeCase(absl::StrCat("t", t, "-", i, "b"), "second");
+        if (!logic_->AddCases(kAlpha, request).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  v1::ListVersionsRequest list;
+  list.set_eval_set_id("set1");
+  list.set_page_size(1000);
+  ASSERT_OK_AND_ASSIGN(auto versions, logic_->ListVersions(kAlpha, list));
+  ASSERT_EQ(versions.versions_size(), kThreads * kCallsPerThread);
+  for (int i = 0; i < versions.versions_size(); ++i) {
+    // Newest first, dense, each version two cases larger than the one before.
+    EXPECT_EQ(versions.versions(i).version(), kThreads * kCallsPerThread - i);
+    EXPECT_EQ(versions.versions(i).case_count(), 2 * (kThreads * kCallsPerThread - i));
+  }
+  EXPECT_EQ(Snapshot(kThreads * kCallsPerThread).size(), 2u * kThreads * kCallsPerThread);
+}
+
+TEST_F(EvalSetDbTest, SetSchemasRejectNonConformingCasesPerItem) {
+  v1::UpdateEvalSetRequest update;
+  update.mutable_eval_set()->set_eval_set_id("set1");
+  google::protobuf::Struct schema;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  R"({"type":"object","required":["answer"],"properties":{"answer":
+                     {"type":"string","maxLength":10}}})",
+                  update.mutable_eval_set()->mutable_expected_output_schema())
+                  .ok());
+  update.mutable_update_mask()->add_paths("expected_output_schema");
+  ASSERT_OK_AND_ASSIGN(auto updated, logic_->UpdateEvalSet(kAlpha, update));
+  EXPECT_EQ(updated.eval_set().latest_version(), 0);  // no version for a set field change
+  // A stale etag is refused; an unsupported keyword names the field.
+  update.mutable_eval_set()->set_etag("e1");
+  EXPECT_THAT(logic_->UpdateEvalSet(kAlpha, update), StatusIs(absl::StatusCode::kAborted));
+  update.mutable_eval_set()->set_etag(updated.eval_set().etag());
+  (*update.mutable_eval_set()->mutable_expected_output_schema()->mutable_fields())["format"]
+      .set_string_value("email");
+  EXPECT_THAT(logic_->UpdateEvalSet(kAlpha, update), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  v1::Case good = MakeCase("good", "q");
+  good.set_expected_output(R"({"answer":"42"})");
+  v1::Case long_answer = MakeCase("long", "q");
+  long_answer.set_expected_output(R"({"answer":"far too long an answer"})");
+  v1::Case not_json = MakeCase("plain", "q");
+  v1::AddCasesResponse added = Add({good, long_answer, not_json});
+  EXPECT_EQ(added.results(0).outcome(), ITEM_OUTCOME_ACCEPTED);
+  EXPECT_EQ(added.results(1).outcome(), ITEM_OUTCOME_REJECTED);
+  EXPECT_EQ(added.results(1).field(), "expected_output");
+  EXPECT_EQ(added.results(1).code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(added.results(2).field(), "expected_output");
+  EXPECT_EQ(added.version(), 1);
+  EXPECT_EQ(Version(1).case_count(), 1);
+}
+
+TEST_F(EvalSetDbTest, ListRunsFiltersAndPagesNewestFirst) {
+  Add({MakeCase("a", "1")});
+  for (int i = 0; i < 5; ++i) StartRun(absl::StrCat("r", i), i % 2 ? "odd" : "even", 1);
+  ASSERT_OK(Complete("r0"));
+  v1::ListRunsRequest request;
+  request.set_page_size(2);
+  std::vector<std::string> ids;
+  do {
+    ASSERT_OK_AND_ASSIGN(auto page, logic_->ListRuns(kAlpha, request));
+    for (const auto& run : page.runs()) {
+      ids.push_back(run.run_id());
+      EXPECT_EQ(run.summary().themes_size(), 0);  // BASIC view
+    }
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  EXPECT_EQ(ids, (std::vector<std::string>{"r4", "r3", "r2", "r1", "r0"}));
+  v1::ListRunsRequest even;
+  even.set_candidate_label("even");
+  even.add_states(v1::RUN_STATE_RUNNING);
+  ASSERT_OK_AND_ASSIGN(auto running_even, logic_->ListRuns(kAlpha, even));
+  ASSERT_EQ(running_even.runs_size(), 2);
+  EXPECT_EQ(running_even.runs(0).run_id(), "r4");
+  EXPECT_EQ(running_even.runs(1).run_id(), "r2");
+  v1::ListRunsRequest unknown;
+  unknown.set_eval_set_id("no-such-set");
+  ASSERT_OK_AND_ASSIGN(auto none, logic_->ListRuns(kAlpha, unknown));
+  EXPECT_EQ(none.runs_size(), 0);
 }
 
 }  // namespace
