@@ -206,9 +206,10 @@ absl::StatusOr<v1::AddCasesResponse> EvalSetLogic::AddCases(const std::string& p
           "the eval set would exceed ", options_.max_live_cases_per_set, " live cases"));
     }
     const int64_t version = set.latest_version + 1;
-    for (const Item* item : accepted) {
-      RETURN_IF_ERROR(tx.InsertCase(item->case_key, item->revision, version));
-    }
+    std::vector<NewCase> new_cases;
+    new_cases.reserve(accepted.size());
+    for (const Item* item : accepted) new_cases.push_back(NewCase{item->case_key, item->revision});
+    RETURN_IF_ERROR(tx.InsertCases(new_cases, version));
     VersionRecord record;
     record.version = version;
     record.change_kind = v1::VERSION_CHANGE_KIND_ADD_CASES;

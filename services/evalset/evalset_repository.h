@@ -80,6 +80,11 @@ struct RevisionWrite {
   std::string input_text;
 };
 
+struct NewCase {
+  std::string case_key;  // empty = none
+  RevisionWrite revision;
+};
+
 struct RunRecord {
   std::string run_id;
   std::string eval_set_id;
@@ -170,8 +175,8 @@ class SetWriteTx {
       const std::vector<std::string>& case_ids, const std::vector<std::string>& case_keys) = 0;
   // The live revision of a case in the latest version, with output fields; NOT_FOUND if none.
   virtual absl::StatusOr<v1::Case> GetLatestCase(const std::string& case_id) = 0;
-  virtual absl::Status InsertCase(const std::string& case_key, const RevisionWrite& revision,
-                                  int64_t version) = 0;
+  // Adds cases (revision 1 of each) live from `version`, in one round trip.
+  virtual absl::Status InsertCases(const std::vector<NewCase>& cases, int64_t version) = 0;
   // Ends the live revision at `version` and makes `revision` live from it.
   virtual absl::Status ReviseCase(const RevisionWrite& revision, int64_t version) = 0;
   virtual absl::Status RetireCase(const std::string& case_id, int64_t version) = 0;

@@ -242,11 +242,28 @@ class PgSetWriteTx final : public SetWriteTx {
     return CaseFromRow(rows[0], set_.eval_set_id);
   }
 
-  absl::Status InsertCase(const std::string& case_key, const RevisionWrite& revision,
-                          int64_t version) override {
-    tx_.exec_prepared("evals_insert_case", project_, set_.eval_set_id, revision.case_id, case_key,
-                      version, revision.content_digest);
-    InsertRevision(revision, version);
+  absl::Status InsertCases(const std::vector<NewCase>& cases, int64_t version) override {
+    // Columns travel as parallel text arrays (bound parameters), unnested in SQL: one round
+    // trip per table instead of one per case.
+    std::vector<std::string> ids, keys, digests, contents, theme_ids, theme_names, tags, inputs;
+    for (const NewCase& c : cases) {
+      const RevisionWrite& r = c.revision;
+      ids.push_back(r.case_id);
+      keys.push_back(c.case_key);
+      digests.push_back(r.content_digest);
+      contents.push_back(absl::BytesToHexString(Serialized(r.content)));
+      theme_ids.push_back(r.content.theme().theme_id());
+      theme_names.push_back(r.content.theme().name());
+      // Case tags cannot contain commas (their charset excludes them).
+      tags.push_back(absl::StrJoin(r.content.tags(), ","));
+      inputs.push_back(r.input_text);
+    }
+    tx_.exec_prepared("evals_insert_cases", project_, set_.eval_set_id, version,
+                      ArrayLiteral(ids), ArrayLiteral(keys), ArrayLiteral(digests));
+    tx_.exec_prepared("evals_insert_first_revisions", project_, set_.eval_set_id, version,
+                      ArrayLiteral(ids), ArrayLiteral(contents), ArrayLiteral(digests),
+                      ArrayLiteral(theme_ids), ArrayLiteral(theme_names), ArrayLiteral(tags),
+                      ArrayLiteral(inputs));
     return absl::OkStatus();
   }
 
@@ -455,9 +472,18 @@ PgEvalSetRepository::PgEvalSetRepository(db::ConnectionPool* pool, Logger* logge
       absl::StrCat("SELECT ", kCaseColumns, kCaseFrom,
                    "WHERE r.project_id = $1 AND r.eval_set_id = $2 AND r.case_id = $3 AND "
                    "r.to_version IS NULL"));
-  reg("evals_insert_case",
+  reg("evals_insert_cases",
       "INSERT INTO evals.cases (project_id, eval_set_id, case_id, case_key, added_version, "
-      "first_content_digest) VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6)");
+      "first_content_digest) SELECT $1, $2, u.case_id, NULLIF(u.case_key, ''), $3, u.digest "
+      "FROM unnest($4::text[], $5::text[], $6::text[]) AS u(case_id, case_key, digest)");
+  reg("evals_insert_first_revisions",
+      "INSERT INTO evals.case_revisions (project_id, eval_set_id, case_id, revision, "
+      "from_version, content, content_digest, theme_id, theme_name, tags, input_text) "
+      "SELECT $1, $2, u.case_id, 1, $3, decode(u.content, 'hex'), u.digest, u.theme_id, "
+      "u.theme_name, CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, ',') "
+      "END, u.input_text FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], "
+      "$8::text[], $9::text[], $10::text[]) AS u(case_id, content, digest, theme_id, "
+      "theme_name, tags, input_text)");
   reg("evals_insert_revision",
       "INSERT INTO evals.case_revisions (project_id, eval_set_id, case_id, revision, "
       "from_version, content, content_digest, theme_id, theme_name, tags, input_text) VALUES "
