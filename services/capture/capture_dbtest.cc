@@ -256,6 +256,30 @@ TEST_F(CaptureDbTest, PublicKeysWriteOnlyUserTraceSignals) {
             common::v1::ITEM_OUTCOME_ACCEPTED);
 }
 
+TEST_F(CaptureDbTest, UserOverTheFeedbackRateLimitIsRejectedPerItem) {
+  CaptureLogic limited(repository_.get(), CaptureOptions{absl::Seconds(30), absl::Hours(24 * 90), 3});
+  std::vector<v1::Signal> signals;
+  for (int i = 0; i < 5; ++i) {
+    signals.push_back(Thumb(absl::StrCat("e", i), absl::StrCat("t", i), v1::THUMB_DOWN, now_, "loud"));
+  }
+  signals.push_back(Thumb("quiet", "t0", v1::THUMB_UP, now_, "quiet-user"));
+  std::vector<ItemRef> items;
+  for (const auto& signal : signals) items.push_back(ItemRef{nullptr, &signal});
+  ASSERT_OK_AND_ASSIGN(CaptureLogic::IngestOutcome outcome, limited.Ingest(Writer{"p1"}, items));
+  EXPECT_EQ(outcome.counts.accepted(), 4);  // three from "loud", one from "quiet-user"
+  EXPECT_EQ(outcome.results[3].result().code(),
+            static_cast<int>(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(outcome.results[3].result().field(), "user_id");
+  EXPECT_EQ(outcome.results[5].result().outcome(), common::v1::ITEM_OUTCOME_ACCEPTED);
+  // Retries come back DUPLICATE and give their token back, so they never use up the allowance
+  // ("quiet-user" has 2 tokens left; without refunds the third retry would be rejected).
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    ASSERT_OK_AND_ASSIGN(CaptureLogic::IngestOutcome retry,
+                         limited.Ingest(Writer{"p1"}, {items[5], items[5]}));
+    EXPECT_EQ(retry.counts.duplicate(), 2) << "attempt " << attempt;
+  }
+}
+
 TEST_F(CaptureDbTest, PersonalDataIsRedactedBeforeStorageAndCounted) {
   v1::Trace trace = MakeTrace("t1", "", now_ - absl::Minutes(1));
   trace.set_output("Write to jane.doe@example.com or call +1 415 555 0100.");

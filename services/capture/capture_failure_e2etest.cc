@@ -214,7 +214,8 @@ class LoadGenerator {
       v1::Signal* signal = request.add_items()->mutable_signal();
       signal->set_event_id(absl::StrCat(stem, "-s", i));
       signal->set_trace_id(absl::StrCat(stem, "-t", i % std::max(1, options_.traces_per_batch)));
-      signal->set_user_id(absl::StrCat("user-", client));
+      // One user per batch: a single user's thousands of thumbs would hit the per-user limit.
+      signal->set_user_id(absl::StrCat(stem, "-user"));
       *signal->mutable_occur_time() = Timestamp(base_ + absl::Seconds(1) + absl::Milliseconds(i));
       if (i % 2 == 0) {
         signal->mutable_explicit_feedback()->set_thumb(i % 4 == 0 ? v1::THUMB_DOWN : v1::THUMB_UP);

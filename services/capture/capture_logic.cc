@@ -190,6 +190,7 @@ absl::StatusOr<CaptureLogic::IngestOutcome> CaptureLogic::Ingest(
   std::vector<PreparedItem> prepared;
   std::vector<int> prepared_index;              // item index of each prepared entry
   std::vector<std::pair<int, int>> repeats;     // (item index, prepared entry it repeats)
+  std::vector<int> charged;                     // items that took a rate-limit token
   std::map<std::string, int> first_trace, first_signal;  // id -> prepared entry
   for (int i = 0; i < static_cast<int>(items.size()); ++i) {
     const ItemRef& ref = items[i];
@@ -245,6 +246,15 @@ absl::StatusOr<CaptureLogic::IngestOutcome> CaptureLogic::Ingest(
                               error->field, error->reason);
         continue;
       }
+      const bool limited = (signal.has_explicit_feedback() || writer.public_key) &&
+                           !signal.user_id().empty();
+      if (limited && !AllowUserSignal(writer.project_id, signal.user_id(), context.now)) {
+        results[i] = Rejected(i, signal.event_id(), v1::INGEST_ITEM_TYPE_SIGNAL,
+                              absl::StatusCode::kResourceExhausted, "user_id",
+                              "this user's signal rate limit is exceeded; retry later");
+        continue;
+      }
+      if (limited) charged.push_back(i);
       if (!signal.user_id().empty() && settings->redactor->MatchesEntirely(signal.user_id())) {
         results[i] = Rejected(i, signal.event_id(), v1::INGEST_ITEM_TYPE_SIGNAL,
                               absl::StatusCode::kInvalidArgument, "user_id",
@@ -292,7 +302,12 @@ absl::StatusOr<CaptureLogic::IngestOutcome> CaptureLogic::Ingest(
 
   std::vector<WriteResult> written;
   if (!prepared.empty()) {
-    ASSIGN_OR_RETURN(written, repository_->Write(writer.project_id, prepared));
+    absl::StatusOr<std::vector<WriteResult>> write = repository_->Write(writer.project_id, prepared);
+    if (!write.ok()) {
+      for (int i : charged) RefundUserSignal(writer.project_id, items[i].signal->user_id());
+      return write.status();
+    }
+    written = std::move(*write);
   }
   std::vector<absl::Time>& receive_times = outcome.receive_times;
   std::vector<bool>& trace_received = outcome.trace_received;
@@ -342,6 +357,11 @@ absl::StatusOr<CaptureLogic::IngestOutcome> CaptureLogic::Ingest(
       write.outcome = WriteOutcome::kConflict;
     }
     fill(i, repeat, write, true);
+  }
+  for (int i : charged) {
+    if (results[i].result().outcome() != common::v1::ITEM_OUTCOME_ACCEPTED) {
+      RefundUserSignal(writer.project_id, items[i].signal->user_id());
+    }
   }
   v1::IngestCounts* counts = &outcome.counts;
   for (const v1::IngestResult& result : results) {
@@ -911,6 +931,39 @@ void CaptureLogic::DescribeSkew(v1::SurvivorshipAudit* audit) {
                     ". Weigh explicit feedback accordingly and lean on implicit signals.");
   }
   audit->set_skew_summary(summary);
+}
+
+bool CaptureLogic::AllowUserSignal(const std::string& project_id, const std::string& user_id,
+                                   absl::Time now) {
+  if (options_.user_signals_per_minute <= 0) return true;
+  const double capacity = options_.user_signals_per_minute;
+  std::lock_guard<std::mutex> lock(buckets_mu_);
+  if (buckets_.size() > 100000) {
+    // Forget full buckets: they behave like new ones.
+    for (auto it = buckets_.begin(); it != buckets_.end();) {
+      it = now - it->second.refilled > absl::Minutes(1) ? buckets_.erase(it) : std::next(it);
+    }
+  }
+  auto [it, fresh] = buckets_.try_emplace(project_id + '\x1f' + user_id, Bucket{capacity, now});
+  Bucket& bucket = it->second;
+  if (!fresh) {
+    const double elapsed_minutes = std::max(0.0, absl::ToDoubleMinutes(now - bucket.refilled));
+    bucket.tokens = std::min(capacity, bucket.tokens + elapsed_minutes * capacity);
+    bucket.refilled = now;
+  }
+  if (bucket.tokens < 1) return false;
+  bucket.tokens -= 1;
+  return true;
+}
+
+void CaptureLogic::RefundUserSignal(const std::string& project_id, const std::string& user_id) {
+  if (options_.user_signals_per_minute <= 0) return;
+  std::lock_guard<std::mutex> lock(buckets_mu_);
+  auto it = buckets_.find(project_id + '\x1f' + user_id);
+  if (it != buckets_.end()) {
+    it->second.tokens =
+        std::min<double>(options_.user_signals_per_minute, it->second.tokens + 1);
+  }
 }
 
 void CaptureLogic::ForgetSettings(const std::string& project_id) {

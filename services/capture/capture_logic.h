@@ -30,6 +30,9 @@ struct CaptureOptions {
   // Per-project settings (redaction, reason categories) are re-read this often.
   absl::Duration settings_ttl = absl::Seconds(30);
   absl::Duration retention = absl::Hours(24 * 90);
+  // Explicit feedback, and every signal written with a public key, per user and minute; 0 turns
+  // the limit off. Enforced per replica (approximate across replicas).
+  int user_signals_per_minute = 60;
 };
 
 // Capture's domain rules: validation, redaction, idempotency, paging and read shaping. No gRPC
@@ -92,10 +95,21 @@ class CaptureLogic {
   absl::StatusOr<std::shared_ptr<const ProjectSettings>> Settings(const std::string& project_id);
   void ForgetSettings(const std::string& project_id);
 
+  // Takes one token from the user's bucket; false when the user is over the limit.
+  bool AllowUserSignal(const std::string& project_id, const std::string& user_id, absl::Time now);
+  // Gives a token back: retries and duplicates must not use up a user's allowance.
+  void RefundUserSignal(const std::string& project_id, const std::string& user_id);
+
   CaptureRepository* const repository_;
   const CaptureOptions options_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<const ProjectSettings>> settings_;
+  struct Bucket {
+    double tokens = 0;
+    absl::Time refilled;
+  };
+  std::mutex buckets_mu_;
+  std::map<std::string, Bucket> buckets_;
 };
 
 // SHA-256 (32 raw bytes) of a message's deterministic serialization.

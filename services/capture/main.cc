@@ -13,6 +13,7 @@ struct CaptureFlags {
   int worker_threads = 8;
   bool labeler = true;
   absl::Duration retention = absl::Hours(24 * 90);
+  int user_signals_per_minute = 60;
 };
 
 }  // namespace
@@ -30,6 +31,8 @@ int main(int argc, char** argv) {
     set.Bool("labeler", &flags.labeler,
              "run the background labeler and idle-session sweeper in this process");
     set.Duration("retention", &flags.retention, "oldest timestamp accepted on ingestion");
+    set.Int("user_signals_per_minute", &flags.user_signals_per_minute,
+            "explicit feedback and public-key signals per user and minute, per replica (0: off)");
   };
   spec.validate = [&flags]() -> absl::Status {
     if (flags.worker_threads < 1 || flags.worker_threads > 256) {
@@ -44,7 +47,8 @@ int main(int argc, char** argv) {
     // Owned here; the service parts and their shutdown hooks keep them alive while serving.
     auto repository = std::make_shared<capture::PgCaptureRepository>(&env.pool, &env.logger);
     auto logic = std::make_shared<capture::CaptureLogic>(
-        repository.get(), capture::CaptureOptions{absl::Seconds(30), flags.retention});
+        repository.get(), capture::CaptureOptions{absl::Seconds(30), flags.retention,
+                                                  flags.user_signals_per_minute});
     auto labeler = std::make_shared<capture::Labeler>(repository.get(), &env.logger);
     capture::CaptureHandlerOptions handler_options;
     handler_options.worker_threads = flags.worker_threads;
