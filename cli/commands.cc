@@ -33,8 +33,7 @@ std::optional<int> ParseOrExit(FlagSet& flags, int argc, char** argv) {
     return 0;
   }
   if (!status.ok()) {
-    std::fprintf(stderr, "%s\n\n%s", std::string(status.message()).c_str(),
-                 flags.Usage().c_str());
+    std::fprintf(stderr, "%s\n\n%s", std::string(status.message()).c_str(), flags.Usage().c_str());
     return 2;
   }
   return std::nullopt;
@@ -69,9 +68,10 @@ void DatabaseFlag(FlagSet& flags, std::string* url) {
 int Migrate(int argc, char** argv) {
   std::string url;
   std::string schema;
-  FlagSet flags("flywheel migrate",
-                "Applies pending migrations (tenancy, capture, clustering, review, evals) in order. "
-                "Safe to run while services start: each schema is migrated under an advisory lock.");
+  FlagSet flags(
+      "flywheel migrate",
+      "Applies pending migrations (tenancy, capture, clustering, review, evals) in order. "
+      "Safe to run while services start: each schema is migrated under an advisory lock.");
   DatabaseFlag(flags, &url);
   flags.String("schema", &schema, "only this schema (default: all)");
   if (auto exit = ParseOrExit(flags, argc, argv)) return *exit;
@@ -79,7 +79,8 @@ int Migrate(int argc, char** argv) {
   Logger logger("migrate", Logger::Level::kWarning);
   if (!schema.empty()) {
     absl::StatusOr<db::MigrationSet> known = migrations::ForSchema(schema);
-    if (!known.ok()) return Fail("flywheel migrate", absl::InvalidArgumentError(known.status().message()));
+    if (!known.ok())
+      return Fail("flywheel migrate", absl::InvalidArgumentError(known.status().message()));
   }
   for (const db::MigrationSet& set : migrations::All()) {
     if (!schema.empty() && set.schema != schema) continue;
@@ -147,8 +148,9 @@ int ListProjects(const std::string& name, int argc, char** argv) {
   absl::StatusOr<std::vector<auth::Project>> projects = context.admin.ListProjects();
   if (!projects.ok()) return Fail(name, projects.status());
   for (const auth::Project& project : *projects) {
-    std::printf("%s\t%s\t%s\n", project.project_id.c_str(), project.display_name.c_str(),
-                absl::FormatTime(absl::RFC3339_sec, project.created_at, absl::UTCTimeZone()).c_str());
+    std::printf(
+        "%s\t%s\t%s\n", project.project_id.c_str(), project.display_name.c_str(),
+        absl::FormatTime(absl::RFC3339_sec, project.created_at, absl::UTCTimeZone()).c_str());
   }
   return 0;
 }
@@ -185,11 +187,12 @@ int CreateKey(const std::string& name, int argc, char** argv) {
   if (quiet) {
     std::printf("%s\n", created->plaintext.c_str());
   } else {
-    std::printf("key id:  %s\nproject: %s\nkind:    %s\nscopes:  %s\n\n%s\n\n"
-                "Store this key now: it is shown only once.\n",
-                created->key.key_id.c_str(), project.c_str(), kind.c_str(),
-                absl::StrJoin(auth::ScopeNames(created->key.scopes), ",").c_str(),
-                created->plaintext.c_str());
+    std::printf(
+        "key id:  %s\nproject: %s\nkind:    %s\nscopes:  %s\n\n%s\n\n"
+        "Store this key now: it is shown only once.\n",
+        created->key.key_id.c_str(), project.c_str(), kind.c_str(),
+        absl::StrJoin(auth::ScopeNames(created->key.scopes), ",").c_str(),
+        created->plaintext.c_str());
   }
   return 0;
 }

@@ -38,7 +38,7 @@ struct ParsedKey {
 absl::StatusOr<ParsedKey> ParseApiKey(absl::string_view text);
 
 struct NewKey {
-  std::string plaintext;      // show once, never store
+  std::string plaintext;  // show once, never store
   std::string key_id;
   std::string secret_sha256;  // 32 raw bytes
 };

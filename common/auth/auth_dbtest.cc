@@ -45,16 +45,16 @@ TEST_F(TenancyDbTest, StoredKeysAuthenticateAndAreHashedAtRest) {
                                                           static_cast<ScopeSet>(Scope::kEval), ""));
   ASSERT_OK_AND_ASSIGN(CreatedKey rival, admin_->CreateKey("rival", KeyKind::kPublic, 0, ""));
   Authenticator authenticator(store_.get(), AuthenticatorOptions{absl::ZeroDuration()});
-  ASSERT_OK_AND_ASSIGN(Principal principal, authenticator.Authenticate(
-                                                "Bearer " + acme.plaintext,
-                                                Requirement::Of(Scope::kEval)));
+  ASSERT_OK_AND_ASSIGN(
+      Principal principal,
+      authenticator.Authenticate("Bearer " + acme.plaintext, Requirement::Of(Scope::kEval)));
   EXPECT_EQ(principal.project_id, "acme");
   ASSERT_OK_AND_ASSIGN(Principal other, authenticator.Authenticate("Bearer " + rival.plaintext,
                                                                    Requirement::SignalWrite()));
   EXPECT_EQ(other.project_id, "rival");
-  EXPECT_THAT(authenticator.Authenticate("Bearer " + rival.plaintext,
-                                         Requirement::Of(Scope::kRead)),
-              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(
+      authenticator.Authenticate("Bearer " + rival.plaintext, Requirement::Of(Scope::kRead)),
+      StatusIs(absl::StatusCode::kPermissionDenied));
   // Nothing in the table contains the plaintext secret.
   ASSERT_OK_AND_ASSIGN(std::vector<StoredKey> keys, admin_->ListKeys("acme"));
   ASSERT_EQ(keys.size(), 1u);
@@ -70,8 +70,7 @@ TEST_F(TenancyDbTest, RevokedKeyIsRejected) {
   Authenticator authenticator(store_.get(), AuthenticatorOptions{absl::ZeroDuration()});
   ASSERT_OK(authenticator.Authenticate("Bearer " + key.plaintext, Requirement::Of(Scope::kRead)));
   ASSERT_OK(admin_->RevokeKey("acme", key.key.key_id));
-  EXPECT_THAT(authenticator.Authenticate("Bearer " + key.plaintext,
-                                         Requirement::Of(Scope::kRead)),
+  EXPECT_THAT(authenticator.Authenticate("Bearer " + key.plaintext, Requirement::Of(Scope::kRead)),
               StatusIs(absl::StatusCode::kUnauthenticated));
   // Revoking through another project's id does not find the key.
   ASSERT_OK(admin_->CreateProject("rival", ""));

@@ -56,16 +56,17 @@ class AuthTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_OK(admin_.CreateProject("alpha", "Alpha"));
     ASSERT_OK(admin_.CreateProject("beta", "Beta"));
-    ASSERT_OK_AND_ASSIGN(CreatedKey ingest, admin_.CreateKey("alpha", KeyKind::kSecret,
-                                                             static_cast<ScopeSet>(Scope::kIngest) |
-                                                                 static_cast<ScopeSet>(Scope::kRead),
-                                                             "backend"));
+    ASSERT_OK_AND_ASSIGN(CreatedKey ingest,
+                         admin_.CreateKey("alpha", KeyKind::kSecret,
+                                          static_cast<ScopeSet>(Scope::kIngest) |
+                                              static_cast<ScopeSet>(Scope::kRead),
+                                          "backend"));
     ingest_key_ = ingest.plaintext;
     ASSERT_OK_AND_ASSIGN(CreatedKey browser, admin_.CreateKey("alpha", KeyKind::kPublic, 0, "web"));
     public_key_ = browser.plaintext;
-    ASSERT_OK_AND_ASSIGN(CreatedKey other, admin_.CreateKey(
-                                               "beta", KeyKind::kSecret,
-                                               static_cast<ScopeSet>(Scope::kRead), "other"));
+    ASSERT_OK_AND_ASSIGN(
+        CreatedKey other,
+        admin_.CreateKey("beta", KeyKind::kSecret, static_cast<ScopeSet>(Scope::kRead), "other"));
     beta_key_ = other.plaintext;
   }
 
@@ -78,17 +79,18 @@ class AuthTest : public ::testing::Test {
 
 TEST_F(AuthTest, ValidSecretKeyYieldsItsProjectAndScopes) {
   Authenticator authenticator(&store_);
-  ASSERT_OK_AND_ASSIGN(Principal principal,
-                       authenticator.Authenticate("Bearer " + ingest_key_,
-                                                  Requirement::Of(Scope::kRead)));
+  ASSERT_OK_AND_ASSIGN(
+      Principal principal,
+      authenticator.Authenticate("Bearer " + ingest_key_, Requirement::Of(Scope::kRead)));
   EXPECT_EQ(principal.project_id, "alpha");
   EXPECT_EQ(principal.kind, KeyKind::kSecret);
 }
 
 TEST_F(AuthTest, KeyOfAnotherProjectIdentifiesThatProjectOnly) {
   Authenticator authenticator(&store_);
-  ASSERT_OK_AND_ASSIGN(Principal principal, authenticator.Authenticate(
-                                                "Bearer " + beta_key_, Requirement::Of(Scope::kRead)));
+  ASSERT_OK_AND_ASSIGN(
+      Principal principal,
+      authenticator.Authenticate("Bearer " + beta_key_, Requirement::Of(Scope::kRead)));
   EXPECT_EQ(principal.project_id, "beta");
 }
 
@@ -113,8 +115,8 @@ TEST_F(AuthTest, MissingMalformedOrWrongKeysAreUnauthenticated) {
 
 TEST_F(AuthTest, PublicKeyMayOnlyWriteSignals) {
   Authenticator authenticator(&store_);
-  ASSERT_OK_AND_ASSIGN(Principal principal,
-                       authenticator.Authenticate("Bearer " + public_key_, Requirement::SignalWrite()));
+  ASSERT_OK_AND_ASSIGN(Principal principal, authenticator.Authenticate("Bearer " + public_key_,
+                                                                       Requirement::SignalWrite()));
   EXPECT_EQ(principal.kind, KeyKind::kPublic);
   EXPECT_EQ(principal.project_id, "alpha");
   EXPECT_THAT(authenticator.Authenticate("Bearer " + public_key_, Requirement::Of(Scope::kIngest)),
@@ -133,8 +135,9 @@ TEST_F(AuthTest, SecretKeyWithoutTheScopeIsPermissionDenied) {
 }
 
 TEST_F(AuthTest, AdminScopeImpliesEveryScope) {
-  ASSERT_OK_AND_ASSIGN(CreatedKey admin, admin_.CreateKey("alpha", KeyKind::kSecret,
-                                                          static_cast<ScopeSet>(Scope::kAdmin), ""));
+  ASSERT_OK_AND_ASSIGN(
+      CreatedKey admin,
+      admin_.CreateKey("alpha", KeyKind::kSecret, static_cast<ScopeSet>(Scope::kAdmin), ""));
   Authenticator authenticator(&store_);
   for (Scope scope : {Scope::kIngest, Scope::kRead, Scope::kReview, Scope::kEval}) {
     EXPECT_OK(authenticator.Authenticate("Bearer " + admin.plaintext, Requirement::Of(scope)));

@@ -38,8 +38,8 @@ absl::StatusOr<std::optional<StoredKey>> Authenticator::Lookup(const std::string
     }
     if (cache_.size() >= options_.max_cache_entries) cache_.clear();
   }
-  cache_[key_id] = CacheEntry{
-      *found, now + (found->has_value() ? options_.cache_ttl : options_.negative_ttl)};
+  cache_[key_id] =
+      CacheEntry{*found, now + (found->has_value() ? options_.cache_ttl : options_.negative_ttl)};
   return found;
 }
 

@@ -44,9 +44,10 @@ PgTenancyStore::PgTenancyStore(db::ConnectionPool* pool, Logger* logger)
   pool_->RegisterStatement("tenancy_create_project",
                            "INSERT INTO tenancy.projects (project_id, display_name) "
                            "VALUES ($1, $2)");
-  pool_->RegisterStatement("tenancy_list_projects",
-                           "SELECT project_id, display_name, extract(epoch from created_at)::float8 "
-                           "FROM tenancy.projects ORDER BY project_id");
+  pool_->RegisterStatement(
+      "tenancy_list_projects",
+      "SELECT project_id, display_name, extract(epoch from created_at)::float8 "
+      "FROM tenancy.projects ORDER BY project_id");
   pool_->RegisterStatement("tenancy_insert_key",
                            "INSERT INTO tenancy.api_keys (project_id, key_id, kind, scopes, "
                            "secret_sha256, display_name) "

@@ -46,8 +46,8 @@ absl::StatusOr<CreatedKey> TenancyAdmin::CreateKey(const std::string& project_id
   if (!generated.ok()) return generated.status();
   CreatedKey created;
   created.plaintext = generated->plaintext;
-  created.key = StoredKey{project_id,   generated->key_id, kind,       scopes,
-                          generated->secret_sha256, display_name, absl::Now(), false};
+  created.key = StoredKey{project_id,   generated->key_id, kind, scopes, generated->secret_sha256,
+                          display_name, absl::Now(),       false};
   absl::Status status = store_->InsertKey(created.key);
   if (!status.ok()) return status;
   return created;

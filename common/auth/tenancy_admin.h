@@ -24,8 +24,8 @@ class TenancyAdmin {
   absl::StatusOr<Project> CreateProject(const std::string& project_id,
                                         const std::string& display_name);
   // Public keys take no scopes (INVALID_ARGUMENT if given); secret keys need at least one.
-  absl::StatusOr<CreatedKey> CreateKey(const std::string& project_id, KeyKind kind,
-                                       ScopeSet scopes, const std::string& display_name);
+  absl::StatusOr<CreatedKey> CreateKey(const std::string& project_id, KeyKind kind, ScopeSet scopes,
+                                       const std::string& display_name);
   absl::StatusOr<std::vector<Project>> ListProjects() { return store_->ListProjects(); }
   absl::StatusOr<std::vector<StoredKey>> ListKeys(const std::string& project_id) {
     return store_->ListKeys(project_id);

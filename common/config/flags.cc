@@ -51,8 +51,8 @@ FlagSet::Flag* FlagSet::Find(absl::string_view name) {
 
 absl::Status FlagSet::Set(Flag& flag, absl::string_view value, absl::string_view source) {
   auto bad = [&](absl::string_view expected) {
-    return absl::InvalidArgumentError(absl::StrFormat("%s --%s: expected %s, got \"%s\"", source,
-                                                      flag.name, expected, value));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s --%s: expected %s, got \"%s\"", source, flag.name, expected, value));
   };
   switch (flag.type) {
     case Type::kString:

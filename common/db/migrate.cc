@@ -129,8 +129,8 @@ absl::StatusOr<MigrationReport> CheckMigrations(const std::string& conninfo,
   }
   if (report.pending > 0) {
     return absl::FailedPreconditionError(absl::StrFormat(
-        "schema %s is behind this binary: %d migration(s) pending (run with --migrate)",
-        set.schema, report.pending));
+        "schema %s is behind this binary: %d migration(s) pending (run with --migrate)", set.schema,
+        report.pending));
   }
   return report;
 }

@@ -23,10 +23,10 @@ struct MigrationSet {
 
 struct MigrationReport {
   std::string schema;
-  int applied_now = 0;       // migrations applied by this call
-  int pending = 0;           // migrations not yet applied (Check only)
-  int current_version = 0;   // highest applied version after the call
-  int unknown_applied = 0;   // versions in the database that this binary does not know
+  int applied_now = 0;      // migrations applied by this call
+  int pending = 0;          // migrations not yet applied (Check only)
+  int current_version = 0;  // highest applied version after the call
+  int unknown_applied = 0;  // versions in the database that this binary does not know
 };
 
 // Lowercase hex SHA-256 of a migration's SQL text: what the history table records.

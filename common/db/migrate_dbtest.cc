@@ -17,10 +17,12 @@ using ::flywheel::testing::TestDatabase;
 
 MigrationSet TwoStep() {
   return MigrationSet{"demo",
-                      {{1, "items", "CREATE TABLE demo.items (project_id text, id int, "
-                                    "PRIMARY KEY (project_id, id));"},
-                       {2, "seed", "INSERT INTO demo.items VALUES ('p', 1); "
-                                   "INSERT INTO demo.items VALUES ('p', 2);"}}};
+                      {{1, "items",
+                        "CREATE TABLE demo.items (project_id text, id int, "
+                        "PRIMARY KEY (project_id, id));"},
+                       {2, "seed",
+                        "INSERT INTO demo.items VALUES ('p', 1); "
+                        "INSERT INTO demo.items VALUES ('p', 2);"}}};
 }
 
 int CountItems(const std::string& conninfo) {
@@ -39,10 +41,12 @@ class MigrateTest : public ::testing::Test {
 };
 
 TEST_F(MigrateTest, AppliesInOrderOnceAndRecordsChecksums) {
-  ASSERT_OK_AND_ASSIGN(MigrationReport first, ApplyMigrations(db_->conninfo(), TwoStep(), &logger_));
+  ASSERT_OK_AND_ASSIGN(MigrationReport first,
+                       ApplyMigrations(db_->conninfo(), TwoStep(), &logger_));
   EXPECT_EQ(first.applied_now, 2);
   EXPECT_EQ(first.current_version, 2);
-  ASSERT_OK_AND_ASSIGN(MigrationReport again, ApplyMigrations(db_->conninfo(), TwoStep(), &logger_));
+  ASSERT_OK_AND_ASSIGN(MigrationReport again,
+                       ApplyMigrations(db_->conninfo(), TwoStep(), &logger_));
   EXPECT_EQ(again.applied_now, 0);
   EXPECT_EQ(CountItems(db_->conninfo()), 2);
   pqxx::connection connection(db_->conninfo());
@@ -57,7 +61,8 @@ TEST_F(MigrateTest, NewMigrationIsAppliedOnTopOfOldOnes) {
   MigrationSet set = TwoStep();
   set.migrations.pop_back();
   ASSERT_OK(ApplyMigrations(db_->conninfo(), set, &logger_));
-  ASSERT_OK_AND_ASSIGN(MigrationReport report, ApplyMigrations(db_->conninfo(), TwoStep(), &logger_));
+  ASSERT_OK_AND_ASSIGN(MigrationReport report,
+                       ApplyMigrations(db_->conninfo(), TwoStep(), &logger_));
   EXPECT_EQ(report.applied_now, 1);
   EXPECT_EQ(CountItems(db_->conninfo()), 2);
 }

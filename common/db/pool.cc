@@ -1,10 +1,9 @@
 #include "common/db/pool.h"
 
-#include <pqxx/connection>
-#include <pqxx/except>
-
 #include <cstdio>
 #include <cstdlib>
+#include <pqxx/connection>
+#include <pqxx/except>
 
 #include "absl/strings/str_cat.h"
 
@@ -60,9 +59,9 @@ absl::StatusOr<std::unique_ptr<pqxx::connection>> ConnectionPool::Connect() {
     // A bounded connect and TCP keepalives, so a vanished host fails fast instead of hanging.
     const int connect_seconds =
         std::max(1, static_cast<int>(absl::ToInt64Seconds(options_.acquire_timeout)));
-    std::string conninfo = absl::StrCat(
-        options_.conninfo, " application_name=", options_.application_name,
-        " connect_timeout=", connect_seconds, " keepalives=1 keepalives_idle=30");
+    std::string conninfo =
+        absl::StrCat(options_.conninfo, " application_name=", options_.application_name,
+                     " connect_timeout=", connect_seconds, " keepalives=1 keepalives_idle=30");
     if (options_.conninfo.find("://") != std::string::npos) {
       conninfo = absl::StrCat(options_.conninfo,
                               options_.conninfo.find('?') == std::string::npos ? "?" : "&",

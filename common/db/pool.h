@@ -12,7 +12,6 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-
 namespace flywheel::db {
 
 struct PoolOptions {

@@ -110,15 +110,17 @@ TEST_F(PoolTest, BodyErrorRollsBackAndIsReturnedUnchanged) {
 
 TEST_F(PoolTest, SqlErrorsMapToStatusCodes) {
   ConnectionPool pool({db_->conninfo(), 2, absl::Seconds(5)});
-  EXPECT_THAT(RunInTransaction(pool, {}, [](pqxx::transaction_base& tx) {
-                tx.exec("INSERT INTO counters VALUES (1, 5)");
-                return absl::OkStatus();
-              }),
+  EXPECT_THAT(RunInTransaction(pool, {},
+                               [](pqxx::transaction_base& tx) {
+                                 tx.exec("INSERT INTO counters VALUES (1, 5)");
+                                 return absl::OkStatus();
+                               }),
               StatusIs(absl::StatusCode::kAlreadyExists));
-  EXPECT_THAT(RunInTransaction(pool, {}, [](pqxx::transaction_base& tx) {
-                tx.exec("SELECT 'x'::int");
-                return absl::OkStatus();
-              }),
+  EXPECT_THAT(RunInTransaction(pool, {},
+                               [](pqxx::transaction_base& tx) {
+                                 tx.exec("SELECT 'x'::int");
+                                 return absl::OkStatus();
+                               }),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -156,8 +158,7 @@ TEST_F(PoolTest, SerializationFailuresAreRetriedUntilEveryIncrementLands) {
   EXPECT_EQ(failed.load(), 0);
   EXPECT_GT(retried.load(), 0) << "the test produced no conflicts, so it proved nothing";
   ASSERT_OK(RunInTransaction(pool, {}, [](pqxx::transaction_base& tx) {
-    EXPECT_EQ(tx.exec1("SELECT n FROM counters WHERE id = 1")[0].as<int>(),
-              kThreads * kIncrements);
+    EXPECT_EQ(tx.exec1("SELECT n FROM counters WHERE id = 1")[0].as<int>(), kThreads * kIncrements);
     return absl::OkStatus();
   }));
 }
@@ -205,16 +206,17 @@ namespace {
 
 TEST_F(PoolTest, ArrayLiteralsRoundTripAwkwardValues) {
   ConnectionPool pool({db_->conninfo(), 1, absl::Seconds(5)});
-  const std::vector<std::string> texts = {"plain", "with \"quotes\"", "back\\slash", "NULL", "",
-                                          "comma, {brace}"};
+  const std::vector<std::string> texts = {"plain", "with \"quotes\"", "back\\slash", "NULL",
+                                          "",      "comma, {brace}"};
   const std::vector<std::string> bytes = {std::string("\0\x01\xff", 3), "", "abc"};
   ASSERT_OK(RunInTransaction(pool, {}, [&](pqxx::transaction_base& tx) {
-    pqxx::result rows = tx.exec_params("SELECT t FROM unnest($1::text[]) WITH ORDINALITY u(t, n) ORDER BY n",
-                                       TextArray(texts));
+    pqxx::result rows = tx.exec_params(
+        "SELECT t FROM unnest($1::text[]) WITH ORDINALITY u(t, n) ORDER BY n", TextArray(texts));
     EXPECT_EQ(rows.size(), texts.size());
     for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(rows[i][0].as<std::string>(), texts[i]);
     pqxx::result blobs = tx.exec_params(
-        "SELECT length(b), encode(b, 'hex') FROM unnest($1::bytea[]) WITH ORDINALITY u(b, n) ORDER BY n",
+        "SELECT length(b), encode(b, 'hex') FROM unnest($1::bytea[]) WITH ORDINALITY u(b, n) ORDER "
+        "BY n",
         ByteaArray(bytes));
     EXPECT_EQ(blobs[0][0].as<int>(), 3);
     EXPECT_EQ(blobs[0][1].as<std::string>(), "0001ff");

@@ -2,7 +2,6 @@
 
 #include <pqxx/except>
 #include <pqxx/transaction>
-
 #include <random>
 #include <thread>
 
@@ -63,15 +62,14 @@ absl::Status RunInTransaction(ConnectionPool& pool, const TxOptions& options, co
       } catch (const std::exception& e) {
         if (IsConnectionLoss(e)) connection->MarkBroken();
         last = StatusFromException(e);
-      const bool retry = IsRetryable(e) && attempt < options.max_attempts;
-      if (logger != nullptr) {
-        logger->Log(retry ? Logger::Level::kDebug : Logger::Level::kWarning,
-                    "transaction failed",
-                    {{"error", e.what()},
-                     {"attempt", absl::StrCat(attempt)},
-                     {"status", last.ToString()},
-                     {"retry", retry ? "true" : "false"}});
-      }
+        const bool retry = IsRetryable(e) && attempt < options.max_attempts;
+        if (logger != nullptr) {
+          logger->Log(retry ? Logger::Level::kDebug : Logger::Level::kWarning, "transaction failed",
+                      {{"error", e.what()},
+                       {"attempt", absl::StrCat(attempt)},
+                       {"status", last.ToString()},
+                       {"retry", retry ? "true" : "false"}});
+        }
         if (!retry) return last;
       }
     }

@@ -23,7 +23,9 @@ class Logger {
   void Log(Level level, absl::string_view message, Fields fields = {});
   void Debug(absl::string_view message, Fields fields = {}) { Log(Level::kDebug, message, fields); }
   void Info(absl::string_view message, Fields fields = {}) { Log(Level::kInfo, message, fields); }
-  void Warn(absl::string_view message, Fields fields = {}) { Log(Level::kWarning, message, fields); }
+  void Warn(absl::string_view message, Fields fields = {}) {
+    Log(Level::kWarning, message, fields);
+  }
   void Error(absl::string_view message, Fields fields = {}) { Log(Level::kError, message, fields); }
 
   // Parses "debug", "info", "warning"/"warn", "error".

@@ -8,8 +8,7 @@ namespace flywheel::metrics {
 
 // Counts every RPC by method and status code (flywheel_rpc_total) and records its latency from
 // receipt to status (flywheel_rpc_duration_seconds), for all services of a server at once.
-class RpcMetricsInterceptorFactory
-    : public grpc::experimental::ServerInterceptorFactoryInterface {
+class RpcMetricsInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   explicit RpcMetricsInterceptorFactory(Registry* registry) : registry_(registry) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(

@@ -10,9 +10,9 @@
 
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 
 namespace flywheel::metrics {
 namespace {
@@ -51,19 +51,22 @@ absl::Status HttpExporter::Start(const std::string& address) {
   const std::string port_text = absl::StrCat(port);
   if (getaddrinfo(host.empty() ? nullptr : host.c_str(), port_text.c_str(), &hints, &result) != 0 ||
       result == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("metrics_listen: cannot resolve \"", host, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics_listen: cannot resolve \"", host, "\""));
   }
   listen_fd_ = ::socket(result->ai_family, result->ai_socktype | SOCK_CLOEXEC, 0);
   int one = 1;
   ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  const bool bound = listen_fd_ >= 0 && ::bind(listen_fd_, result->ai_addr, result->ai_addrlen) == 0 &&
+  const bool bound = listen_fd_ >= 0 &&
+                     ::bind(listen_fd_, result->ai_addr, result->ai_addrlen) == 0 &&
                      ::listen(listen_fd_, 64) == 0;
   freeaddrinfo(result);
   if (!bound) {
     const std::string error = std::strerror(errno);
     if (listen_fd_ >= 0) ::close(listen_fd_);
     listen_fd_ = -1;
-    return absl::UnavailableError(absl::StrCat("metrics_listen: cannot listen on ", address, ": ", error));
+    return absl::UnavailableError(
+        absl::StrCat("metrics_listen: cannot listen on ", address, ": ", error));
   }
   sockaddr_storage bound_address{};
   socklen_t length = sizeof(bound_address);

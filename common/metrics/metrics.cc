@@ -31,8 +31,8 @@ Histogram::Histogram(std::vector<double> upper_bounds)
 }
 
 void Histogram::Observe(double value) {
-  size_t bucket = std::lower_bound(upper_bounds_.begin(), upper_bounds_.end(), value) -
-                  upper_bounds_.begin();
+  size_t bucket =
+      std::lower_bound(upper_bounds_.begin(), upper_bounds_.end(), value) - upper_bounds_.begin();
   counts_[bucket].fetch_add(1, std::memory_order_relaxed);
   sum_.fetch_add(value, std::memory_order_relaxed);
 }
@@ -49,7 +49,7 @@ std::vector<uint64_t> Histogram::CumulativeCounts() const {
 
 std::vector<double> LatencyBuckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-          0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+          0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 }
 
 std::string FormatLabels(const Labels& labels) {
@@ -74,8 +74,7 @@ std::string FormatLabels(const Labels& labels) {
   return out + "}";
 }
 
-Registry::Family& Registry::GetFamily(const std::string& name, Type type,
-                                      const std::string& help) {
+Registry::Family& Registry::GetFamily(const std::string& name, Type type, const std::string& help) {
   auto [it, inserted] = families_.try_emplace(name);
   if (inserted) {
     it->second.type = type;
@@ -92,8 +91,7 @@ Counter* Registry::GetCounter(const std::string& name, const std::string& help,
   return slot.get();
 }
 
-Gauge* Registry::GetGauge(const std::string& name, const std::string& help,
-                          const Labels& labels) {
+Gauge* Registry::GetGauge(const std::string& name, const std::string& help, const Labels& labels) {
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = GetFamily(name, Type::kGauge, help).gauges[FormatLabels(labels)];
   if (!slot) slot = std::make_unique<Gauge>();

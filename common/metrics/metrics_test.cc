@@ -1,11 +1,10 @@
 #include "common/metrics/metrics.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "common/metrics/http_exporter.h"
 #include "common/status/status_matchers.h"
@@ -35,8 +34,10 @@ TEST(RegistryTest, RendersCountersGaugesAndCumulativeHistograms) {
 
 TEST(RegistryTest, SameNameAndLabelsReturnTheSameMetricAndHooksRunOnRender) {
   Registry registry;
-  EXPECT_EQ(registry.GetCounter("a", "h", {{"k", "v"}}), registry.GetCounter("a", "h", {{"k", "v"}}));
-  EXPECT_NE(registry.GetCounter("a", "h", {{"k", "v"}}), registry.GetCounter("a", "h", {{"k", "w"}}));
+  EXPECT_EQ(registry.GetCounter("a", "h", {{"k", "v"}}),
+            registry.GetCounter("a", "h", {{"k", "v"}}));
+  EXPECT_NE(registry.GetCounter("a", "h", {{"k", "v"}}),
+            registry.GetCounter("a", "h", {{"k", "w"}}));
   int calls = 0;
   registry.AddCollectHook([&] { registry.GetGauge("hooked", "h")->Set(++calls); });
   EXPECT_THAT(registry.Render(), HasSubstr("hooked 1\n"));

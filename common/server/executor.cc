@@ -61,9 +61,8 @@ void BoundedExecutor::Work() {
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context, BoundedExecutor& executor,
                                    std::function<grpc::Status()> work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const bool queued = executor.TrySubmit([reactor, work = std::move(work)] {
-    reactor->Finish(work());
-  });
+  const bool queued =
+      executor.TrySubmit([reactor, work = std::move(work)] { reactor->Finish(work()); });
   if (!queued) {
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server busy; retry"));
   }

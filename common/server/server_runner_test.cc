@@ -26,8 +26,8 @@ class SlowHealth final : public grpc::health::v1::Health::Service {
 
 HealthCheckResponse::ServingStatus Check(int port, const std::string& service,
                                          grpc::StatusCode* code) {
-  auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc::health::v1::HealthCheckRequest request;
@@ -41,8 +41,8 @@ TEST(ServerRunnerTest, ServesHealthOnAPickedPortAndWritesThePortFile) {
   Logger logger("test", Logger::Level::kError);
   metrics::Registry registry;
   const std::string port_file = ::testing::TempDir() + "/ports";
-  ServerRunner runner({"127.0.0.1:0", "127.0.0.1:0", absl::Seconds(1), 1 << 20, port_file},
-                      &logger, &registry);
+  ServerRunner runner({"127.0.0.1:0", "127.0.0.1:0", absl::Seconds(1), 1 << 20, port_file}, &logger,
+                      &registry);
   ASSERT_OK(runner.Start());
   ASSERT_GT(runner.port(), 0);
   ASSERT_GT(runner.metrics_port(), 0);
@@ -84,9 +84,9 @@ TEST(ServerRunnerTest, UnusablePortIsAnError) {
   metrics::Registry registry;
   ServerRunner first({"127.0.0.1:0", "", absl::Seconds(1), 1 << 20, ""}, &logger, &registry);
   ASSERT_OK(first.Start());
-  ServerRunner second({"127.0.0.1:" + std::to_string(first.port()), "", absl::Seconds(1), 1 << 20,
-                       ""},
-                      &logger, &registry);
+  ServerRunner second(
+      {"127.0.0.1:" + std::to_string(first.port()), "", absl::Seconds(1), 1 << 20, ""}, &logger,
+      &registry);
   EXPECT_FALSE(second.Start().ok());
 }
 

@@ -112,8 +112,7 @@ int RunServiceMain(int argc, char** argv, const ServiceSpec& spec) {
     registry.GetGauge("flywheel_db_pool_max", "Maximum database connections.")
         ->Set(stats.max_connections);
     registry.GetGauge("flywheel_db_pool_open", "Open database connections.")->Set(stats.open);
-    registry.GetGauge("flywheel_db_pool_in_use", "Database connections in use.")
-        ->Set(stats.in_use);
+    registry.GetGauge("flywheel_db_pool_in_use", "Database connections in use.")->Set(stats.in_use);
     registry.GetGauge("flywheel_db_pool_waiting", "Requests waiting for a connection.")
         ->Set(stats.waiting);
     registry.GetCounter("flywheel_db_pool_timeouts_total", "Connection waits that timed out.")
@@ -139,9 +138,8 @@ int RunServiceMain(int argc, char** argv, const ServiceSpec& spec) {
       for (auto it = hooks.rbegin(); it != hooks.rend(); ++it) (*it)();
     }
   } stop_workers{parts->on_shutdown};
-  ServerRunner runner(ServerOptions{options.listen, options.metrics_listen,
-                                    options.shutdown_grace, spec.max_message_bytes,
-                                    options.port_file},
+  ServerRunner runner(ServerOptions{options.listen, options.metrics_listen, options.shutdown_grace,
+                                    spec.max_message_bytes, options.port_file},
                       &logger, &registry);
   for (auto& [service, name] : parts->services) runner.AddService(service.get(), name);
   status = runner.Start();

@@ -1,11 +1,11 @@
 #pragma once
 
+#include <grpcpp/impl/service_type.h>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/impl/service_type.h>
 
 #include "absl/status/statusor.h"
 #include "common/auth/authenticator.h"

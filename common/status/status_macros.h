@@ -9,10 +9,10 @@
 #define FLYWHEEL_STATUS_CONCAT(a, b) FLYWHEEL_STATUS_CONCAT_INNER(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                                          \
-  do {                                                                 \
-    ::absl::Status flywheel_status_ = ::flywheel::AsStatus((expr));     \
-    if (!flywheel_status_.ok()) return flywheel_status_;               \
+#define RETURN_IF_ERROR(expr)                                       \
+  do {                                                              \
+    ::absl::Status flywheel_status_ = ::flywheel::AsStatus((expr)); \
+    if (!flywheel_status_.ok()) return flywheel_status_;            \
   } while (0)
 
 // ASSIGN_OR_RETURN(lhs, expr): evaluates `expr` (a StatusOr<T>); on error returns its status,

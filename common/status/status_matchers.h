@@ -44,9 +44,8 @@ MATCHER_P(IsOkAndHolds, inner, "is OK and holds a matching value") {
 #define ASSERT_OK(expr) ASSERT_THAT((expr), ::flywheel::testing::IsOk())
 #define EXPECT_OK(expr) EXPECT_THAT((expr), ::flywheel::testing::IsOk())
 // ASSERT_OK_AND_ASSIGN(lhs, expr): asserts the StatusOr is OK and moves its value into lhs.
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                                  \
-  FLYWHEEL_ASSERT_OK_AND_ASSIGN_IMPL(FLYWHEEL_STATUS_CONCAT(flywheel_test_so_, __LINE__), \
-                                     lhs, expr)
+#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  FLYWHEEL_ASSERT_OK_AND_ASSIGN_IMPL(FLYWHEEL_STATUS_CONCAT(flywheel_test_so_, __LINE__), lhs, expr)
 #define FLYWHEEL_ASSERT_OK_AND_ASSIGN_IMPL(so, lhs, expr) \
   auto so = (expr);                                       \
   ASSERT_TRUE(so.ok()) << so.status();                    \

@@ -45,8 +45,8 @@ TEST(GrpcStatusTest, EveryCodeMapsOneToOne) {
 
 TEST(GrpcStatusTest, InternalDetailNeverReachesClient) {
   const std::string secret = "ERROR: relation \"capture.traces\" violates constraint";
-  for (auto code : {absl::StatusCode::kInternal, absl::StatusCode::kUnknown,
-                    absl::StatusCode::kDataLoss}) {
+  for (auto code :
+       {absl::StatusCode::kInternal, absl::StatusCode::kUnknown, absl::StatusCode::kDataLoss}) {
     grpc::Status grpc_status = ToGrpcStatus(absl::Status(code, secret));
     EXPECT_EQ(grpc_status.error_message().find("relation"), std::string::npos);
     EXPECT_EQ(static_cast<int>(grpc_status.error_code()), static_cast<int>(code));

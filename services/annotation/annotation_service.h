@@ -6,9 +6,10 @@
 
 namespace flywheel::annotation {
 
-// gRPC handler of flywheel.annotation.v1.AnnotationService: translates, authorizes and maps status codes.
-// Until an RPC is implemented it answers UNIMPLEMENTED (the callback base class's default).
-class AnnotationServiceHandler final : public ::flywheel::annotation::v1::AnnotationService::CallbackService {
+// gRPC handler of flywheel.annotation.v1.AnnotationService: translates, authorizes and maps status
+// codes. Until an RPC is implemented it answers UNIMPLEMENTED (the callback base class's default).
+class AnnotationServiceHandler final
+    : public ::flywheel::annotation::v1::AnnotationService::CallbackService {
  public:
   AnnotationServiceHandler(auth::Authenticator* authenticator, Logger* logger)
       : authenticator_(authenticator), logger_(logger) {}

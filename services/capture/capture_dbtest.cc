@@ -87,7 +87,8 @@ class CaptureDbTest : public ::testing::Test {
     v1::ReadFlaggedFeedRequest request;
     request.set_after_sequence(after);
     request.set_max_items(1000);
-    absl::StatusOr<v1::ReadFlaggedFeedResponse> response = logic_->ReadFlaggedFeed(project, request);
+    absl::StatusOr<v1::ReadFlaggedFeedResponse> response =
+        logic_->ReadFlaggedFeed(project, request);
     EXPECT_OK(response);
     return response.ok() ? *response : v1::ReadFlaggedFeedResponse{};
   }
@@ -117,8 +118,8 @@ TEST_F(CaptureDbTest, RepeatedIdsInOneBatchAreDuplicateOrAlreadyExistsInOrder) {
   const v1::Trace first = MakeTrace("t1", "s1", now_ - absl::Minutes(1));
   v1::Trace different = first;
   different.set_output("changed");
-  CaptureLogic::IngestOutcome outcome =
-      Write("p1", {ItemRef{&first, nullptr}, ItemRef{&first, nullptr}, ItemRef{&different, nullptr}});
+  CaptureLogic::IngestOutcome outcome = Write(
+      "p1", {ItemRef{&first, nullptr}, ItemRef{&first, nullptr}, ItemRef{&different, nullptr}});
   EXPECT_EQ(outcome.results[0].result().outcome(), common::v1::ITEM_OUTCOME_ACCEPTED);
   EXPECT_EQ(outcome.results[1].result().outcome(), common::v1::ITEM_OUTCOME_DUPLICATE);
   EXPECT_EQ(outcome.results[2].result().outcome(), common::v1::ITEM_OUTCOME_REJECTED);
@@ -130,7 +131,8 @@ TEST_F(CaptureDbTest, RepeatedIdsInOneBatchAreDuplicateOrAlreadyExistsInOrder) {
 TEST_F(CaptureDbTest, BadItemIsRejectedAloneAndTheRestOfTheBatchIsStored) {
   const v1::Trace good = MakeTrace("good", "", now_ - absl::Minutes(1));
   v1::Trace bad = MakeTrace("bad", "", now_ + absl::Hours(1));  // far in the future
-  CaptureLogic::IngestOutcome outcome = Write("p1", {ItemRef{&bad, nullptr}, ItemRef{&good, nullptr}});
+  CaptureLogic::IngestOutcome outcome =
+      Write("p1", {ItemRef{&bad, nullptr}, ItemRef{&good, nullptr}});
   EXPECT_EQ(outcome.results[0].result().outcome(), common::v1::ITEM_OUTCOME_REJECTED);
   EXPECT_EQ(outcome.results[0].result().code(),
             static_cast<int>(absl::StatusCode::kInvalidArgument));
@@ -210,8 +212,9 @@ TEST_F(CaptureDbTest, IdleSessionIsSweptAndItsLastTraceAbandoned) {
     // An hour passes without activity.
     pqxx::connection connection(db_->conninfo());
     pqxx::work tx(connection);
-    tx.exec("UPDATE capture.session_activity SET last_activity = last_activity - "
-            "interval '1 hour'");
+    tx.exec(
+        "UPDATE capture.session_activity SET last_activity = last_activity - "
+        "interval '1 hour'");
     tx.commit();
   }
   ASSERT_OK_AND_ASSIGN(int swept, repository_->SweepIdleSessions(absl::Minutes(30), 100));
@@ -257,10 +260,12 @@ TEST_F(CaptureDbTest, PublicKeysWriteOnlyUserTraceSignals) {
 }
 
 TEST_F(CaptureDbTest, UserOverTheFeedbackRateLimitIsRejectedPerItem) {
-  CaptureLogic limited(repository_.get(), CaptureOptions{absl::Seconds(30), absl::Hours(24 * 90), 3});
+  CaptureLogic limited(repository_.get(),
+                       CaptureOptions{absl::Seconds(30), absl::Hours(24 * 90), 3});
   std::vector<v1::Signal> signals;
   for (int i = 0; i < 5; ++i) {
-    signals.push_back(Thumb(absl::StrCat("e", i), absl::StrCat("t", i), v1::THUMB_DOWN, now_, "loud"));
+    signals.push_back(
+        Thumb(absl::StrCat("e", i), absl::StrCat("t", i), v1::THUMB_DOWN, now_, "loud"));
   }
   signals.push_back(Thumb("quiet", "t0", v1::THUMB_UP, now_, "quiet-user"));
   std::vector<ItemRef> items;
@@ -509,7 +514,8 @@ TEST_F(CaptureDbTest, RedactionConfigChangesApplyToItemsReceivedAfterwards) {
   bad.mutable_update_mask()->add_paths("custom_patterns");
   bad.mutable_config()->add_custom_patterns()->set_name("x");
   bad.mutable_config()->mutable_custom_patterns(0)->set_pattern("(unclosed");
-  EXPECT_THAT(logic_->UpdateRedactionConfig("p1", bad), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(logic_->UpdateRedactionConfig("p1", bad),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 
   CaptureLogic fresh(repository_.get());  // a replica that has not cached the old settings
   v1::Trace trace = MakeTrace("t1", "", now_ - absl::Minutes(1));
@@ -533,13 +539,14 @@ TEST_F(CaptureDbTest, RegenerateChainYieldsPreferencePairsOnceTheSessionSettles)
   v1::ListPreferencePairsRequest request;
   ASSERT_OK_AND_ASSIGN(v1::ListPreferencePairsResponse before,
                        logic_->ListPreferencePairs("p1", request));
-  EXPECT_EQ(before.pairs_size(), 0);  // the chain has not settled yet
+  EXPECT_EQ(before.pairs_size(), 0);                 // the chain has not settled yet
   EXPECT_TRUE(Get("a0").trace().label().flagged());  // retried: the first answer failed
   {
     pqxx::connection connection(db_->conninfo());
     pqxx::work tx(connection);
-    tx.exec("UPDATE capture.session_activity SET last_activity = last_activity - "
-            "interval '1 hour'");
+    tx.exec(
+        "UPDATE capture.session_activity SET last_activity = last_activity - "
+        "interval '1 hour'");
     tx.commit();
   }
   ASSERT_OK(repository_->SweepIdleSessions(absl::Minutes(30), 100));

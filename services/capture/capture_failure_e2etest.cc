@@ -286,9 +286,8 @@ class LoadGenerator {
         for (int i = 0; i < response.results_size(); ++i) {
           const v1::IngestResult& result = response.results(i);
           const auto outcome = result.result().outcome();
-          if (result.result().index() != i ||
-              (outcome != common::v1::ITEM_OUTCOME_ACCEPTED &&
-               outcome != common::v1::ITEM_OUTCOME_DUPLICATE)) {
+          if (result.result().index() != i || (outcome != common::v1::ITEM_OUTCOME_ACCEPTED &&
+                                               outcome != common::v1::ITEM_OUTCOME_DUPLICATE)) {
             ++bad_results_;
             continue;
           }
@@ -381,8 +380,8 @@ void ExpectStoredExactlyOnce(const std::map<std::string, int>& stored,
 }
 
 std::vector<std::string> CaptureArgs(const std::string& conninfo) {
-  return {"--database_url=" + conninfo, "--listen=127.0.0.1:0", "--metrics_listen=",
-          "--log_level=warning", "--db_acquire_timeout=2s"};
+  return {"--database_url=" + conninfo, "--listen=127.0.0.1:0",
+          "--metrics_listen=", "--log_level=warning", "--db_acquire_timeout=2s"};
 }
 
 // Still running: did not exit within a short wait.
@@ -400,8 +399,8 @@ TEST(CaptureFailureE2eTest, KilledWithSigkillUnderLoadLosesNoAcknowledgedEvent) 
 
   std::vector<std::unique_ptr<ServiceProcess>> processes;  // every generation, for the logs
   auto start_service = [&]() -> absl::Status {
-    processes.push_back(std::make_unique<ServiceProcess>("flywheel-capture",
-                                                         CaptureArgs(db->conninfo())));
+    processes.push_back(
+        std::make_unique<ServiceProcess>("flywheel-capture", CaptureArgs(db->conninfo())));
     if (absl::Status status = processes.back()->Start(); !status.ok()) return status;
     return processes.back()->WaitServing(absl::Seconds(30));
   };
@@ -533,8 +532,8 @@ class CapturePostgresRestartTest : public ::testing::Test {
   }
 
   int PgCtl(const std::string& command) {
-    std::string line = absl::StrCat("bash '", FLYWHEEL_SOURCE_DIR, "/scripts/pg.sh' ", command,
-                                    " '", dir_, "'");
+    std::string line =
+        absl::StrCat("bash '", FLYWHEEL_SOURCE_DIR, "/scripts/pg.sh' ", command, " '", dir_, "'");
     if (command == "start") absl::StrAppend(&line, " ", port_, " '' --fast");
     const int rc = std::system(line.c_str());
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -546,7 +545,8 @@ class CapturePostgresRestartTest : public ::testing::Test {
   std::unique_ptr<ServiceProcess> service_;
 };
 
-TEST_F(CapturePostgresRestartTest, PostgresRestartUnderLoadIsUnavailableThenRecoversWithoutServiceRestart) {
+TEST_F(CapturePostgresRestartTest,
+       PostgresRestartUnderLoadIsUnavailableThenRecoversWithoutServiceRestart) {
   const absl::Time test_start = absl::Now();
   // The service migrates the empty database itself; the key is created afterwards.
   service_ = std::make_unique<ServiceProcess>("flywheel-capture", CaptureArgs(conninfo_));

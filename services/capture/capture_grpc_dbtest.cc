@@ -41,8 +41,9 @@ class CaptureGrpcTest : public ::testing::Test {
     authenticator_ = std::make_unique<auth::Authenticator>(tenancy_.get());
     repository_ = std::make_unique<PgCaptureRepository>(pool_.get(), &logger_);
     logic_ = std::make_unique<CaptureLogic>(repository_.get());
-    labeler_ = std::make_unique<Labeler>(repository_.get(), &logger_,
-                                         LabelerOptions{absl::Milliseconds(20), 500, absl::Seconds(10)});
+    labeler_ =
+        std::make_unique<Labeler>(repository_.get(), &logger_,
+                                  LabelerOptions{absl::Milliseconds(20), 500, absl::Seconds(10)});
     labeler_->Start();
     handler_ = std::make_unique<CaptureServiceHandler>(
         authenticator_.get(), logic_.get(), &logger_, [this] { labeler_->Notify(); },
@@ -54,8 +55,8 @@ class CaptureGrpcTest : public ::testing::Test {
     builder.RegisterService(handler_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
-    stub_ = v1::CaptureService::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                                            grpc::InsecureChannelCredentials()));
+    stub_ = v1::CaptureService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {
@@ -157,8 +158,10 @@ TEST_F(CaptureGrpcTest, MalformedUtf8IsInvalidArgumentForTheWholeRequest) {
   *batch.add_traces() = MakeTrace("t2");
   *batch.add_traces() = trace;
   v1::BatchCreateTracesResponse response;
-  grpc::Status batch_status = stub_->BatchCreateTraces(Context(alpha_secret_).get(), batch, &response);
-  EXPECT_EQ(batch_status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << batch_status.error_message();
+  grpc::Status batch_status =
+      stub_->BatchCreateTraces(Context(alpha_secret_).get(), batch, &response);
+  EXPECT_EQ(batch_status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << batch_status.error_message();
   v1::GetTraceRequest get;
   get.set_trace_id("t2");
   v1::GetTraceResponse stored;

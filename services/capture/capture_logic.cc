@@ -93,7 +93,8 @@ absl::Status CheckKinds(const google::protobuf::RepeatedField<int>& kinds, const
 }
 
 // Applies a read mask to a message: fields not named are cleared (`always` is kept).
-absl::Status ApplyReadMask(const google::protobuf::FieldMask& mask, google::protobuf::Message* message,
+absl::Status ApplyReadMask(const google::protobuf::FieldMask& mask,
+                           google::protobuf::Message* message,
                            const std::set<std::string>& always) {
   if (mask.paths_size() == 0) return absl::OkStatus();
   const auto* descriptor = message->GetDescriptor();
@@ -188,9 +189,9 @@ absl::StatusOr<CaptureLogic::IngestOutcome> CaptureLogic::Ingest(
   outcome.receive_times.assign(items.size(), absl::InfinitePast());
   outcome.trace_received.assign(items.size(), false);
   std::vector<PreparedItem> prepared;
-  std::vector<int> prepared_index;              // item index of each prepared entry
-  std::vector<std::pair<int, int>> repeats;     // (item index, prepared entry it repeats)
-  std::vector<int> charged;                     // items that took a rate-limit token
+  std::vector<int> prepared_index;                       // item index of each prepared entry
+  std::vector<std::pair<int, int>> repeats;              // (item index, prepared entry it repeats)
+  std::vector<int> charged;                              // items that took a rate-limit token
   std::map<std::string, int> first_trace, first_signal;  // id -> prepared entry
   for (int i = 0; i < static_cast<int>(items.size()); ++i) {
     const ItemRef& ref = items[i];
@@ -246,8 +247,8 @@ absl::StatusOr<CaptureLogic::IngestOutcome> CaptureLogic::Ingest(
                               error->field, error->reason);
         continue;
       }
-      const bool limited = (signal.has_explicit_feedback() || writer.public_key) &&
-                           !signal.user_id().empty();
+      const bool limited =
+          (signal.has_explicit_feedback() || writer.public_key) && !signal.user_id().empty();
       if (limited && !AllowUserSignal(writer.project_id, signal.user_id(), context.now)) {
         results[i] = Rejected(i, signal.event_id(), v1::INGEST_ITEM_TYPE_SIGNAL,
                               absl::StatusCode::kResourceExhausted, "user_id",
@@ -294,15 +295,16 @@ absl::StatusOr<CaptureLogic::IngestOutcome> CaptureLogic::Ingest(
       prepared_index.push_back(i);
       prepared.push_back(std::move(item));
     } else {
-      results[i] = Rejected(i, "", v1::INGEST_ITEM_TYPE_UNSPECIFIED,
-                            absl::StatusCode::kInvalidArgument, "item",
-                            "exactly one of trace or signal is required");
+      results[i] =
+          Rejected(i, "", v1::INGEST_ITEM_TYPE_UNSPECIFIED, absl::StatusCode::kInvalidArgument,
+                   "item", "exactly one of trace or signal is required");
     }
   }
 
   std::vector<WriteResult> written;
   if (!prepared.empty()) {
-    absl::StatusOr<std::vector<WriteResult>> write = repository_->Write(writer.project_id, prepared);
+    absl::StatusOr<std::vector<WriteResult>> write =
+        repository_->Write(writer.project_id, prepared);
     if (!write.ok()) {
       for (int i : charged) RefundUserSignal(writer.project_id, items[i].signal->user_id());
       return write.status();
@@ -320,9 +322,9 @@ absl::StatusOr<CaptureLogic::IngestOutcome> CaptureLogic::Ingest(
     outcome->set_index(i);
     outcome->set_id(item.id());
     if (write.outcome == WriteOutcome::kConflict) {
-      result = Rejected(i, item.id(), result.item_type(), absl::StatusCode::kAlreadyExists,
-                        is_trace ? "trace_id" : "event_id",
-                        "already stored with different content");
+      result =
+          Rejected(i, item.id(), result.item_type(), absl::StatusCode::kAlreadyExists,
+                   is_trace ? "trace_id" : "event_id", "already stored with different content");
       return;
     }
     outcome->set_outcome(write.outcome == WriteOutcome::kAccepted && !repeat_of_batch_item
@@ -332,7 +334,8 @@ absl::StatusOr<CaptureLogic::IngestOutcome> CaptureLogic::Ingest(
     receive_times[i] = write.receive_time;
     trace_received[i] = write.trace_received;
   };
-  for (size_t k = 0; k < prepared.size(); ++k) fill(prepared_index[k], prepared[k], written[k], false);
+  for (size_t k = 0; k < prepared.size(); ++k)
+    fill(prepared_index[k], prepared[k], written[k], false);
   for (const auto& [i, k] : repeats) {
     const ItemRef& ref = items[i];
     PreparedItem repeat;
@@ -390,10 +393,10 @@ absl::StatusOr<v1::GetTraceResponse> CaptureLogic::GetTrace(const std::string& p
   if (!stored.has_value()) return absl::NotFoundError("trace_id: no such trace");
   v1::GetTraceResponse response;
   *response.mutable_trace() = std::move(stored->trace);
-  ASSIGN_OR_RETURN(std::vector<v1::Signal> signals,
-                   repository_->TraceSignals(project_id, request.trace_id(),
-                                             response.trace().session_id(),
-                                             kGetTraceSignalLimit + 1));
+  ASSIGN_OR_RETURN(
+      std::vector<v1::Signal> signals,
+      repository_->TraceSignals(project_id, request.trace_id(), response.trace().session_id(),
+                                kGetTraceSignalLimit + 1));
   if (signals.size() > static_cast<size_t>(kGetTraceSignalLimit)) {
     response.set_signals_truncated(true);
     signals.erase(signals.begin());
@@ -503,17 +506,17 @@ absl::StatusOr<v1::ListSignalsResponse> CaptureLogic::ListSignals(
   }
   const int limit = PageSize(request.page_size(), 100, 1000);
   std::vector<int> kinds(request.kinds().begin(), request.kinds().end());
-  ASSIGN_OR_RETURN(std::vector<v1::Signal> signals,
-                   repository_->ListSignals(project_id, trace_id, session_id, kinds, after,
-                                            limit + 1));
+  ASSIGN_OR_RETURN(
+      std::vector<v1::Signal> signals,
+      repository_->ListSignals(project_id, trace_id, session_id, kinds, after, limit + 1));
   v1::ListSignalsResponse response;
   const bool more = signals.size() > static_cast<size_t>(limit);
   if (more) signals.pop_back();
   for (v1::Signal& signal : signals) *response.add_signals() = std::move(signal);
   if (more) {
     const v1::Signal& last = response.signals(response.signals_size() - 1);
-    response.set_next_page_token(MakeToken(
-        hash, {absl::StrCat(absl::ToUnixMicros(OccurTime(last))), last.event_id()}));
+    response.set_next_page_token(
+        MakeToken(hash, {absl::StrCat(absl::ToUnixMicros(OccurTime(last))), last.event_id()}));
   }
   return response;
 }
@@ -574,7 +577,8 @@ absl::StatusOr<v1::LabelRuleSet> CaptureLogic::GetLabelRuleSet(const std::string
                                                                int64_t version) {
   if (version < 0) return absl::InvalidArgumentError("version: must not be negative");
   if (version == 1) {
-    ASSIGN_OR_RETURN(std::optional<v1::LabelRuleSet> stored, repository_->GetRuleSet(project_id, 1));
+    ASSIGN_OR_RETURN(std::optional<v1::LabelRuleSet> stored,
+                     repository_->GetRuleSet(project_id, 1));
     return stored.has_value() ? *stored : DefaultRuleSet();
   }
   ASSIGN_OR_RETURN(std::optional<v1::LabelRuleSet> stored,
@@ -584,7 +588,8 @@ absl::StatusOr<v1::LabelRuleSet> CaptureLogic::GetLabelRuleSet(const std::string
   return absl::NotFoundError("version: no such rule set version");
 }
 
-absl::StatusOr<v1::RedactionConfig> CaptureLogic::GetRedactionConfig(const std::string& project_id) {
+absl::StatusOr<v1::RedactionConfig> CaptureLogic::GetRedactionConfig(
+    const std::string& project_id) {
   ASSIGN_OR_RETURN(std::optional<v1::RedactionConfig> stored,
                    repository_->GetRedactionConfig(project_id));
   if (!stored.has_value()) return Redactor::DefaultConfig();
@@ -592,7 +597,8 @@ absl::StatusOr<v1::RedactionConfig> CaptureLogic::GetRedactionConfig(const std::
   v1::RedactionConfig config = Redactor::DefaultConfig();
   for (auto& setting : *config.mutable_builtin_detectors()) {
     for (const auto& stored_setting : stored->builtin_detectors()) {
-      if (stored_setting.detector() == setting.detector()) setting.set_enabled(stored_setting.enabled());
+      if (stored_setting.detector() == setting.detector())
+        setting.set_enabled(stored_setting.enabled());
     }
   }
   *config.mutable_custom_patterns() = stored->custom_patterns();
@@ -627,8 +633,8 @@ v1::CohortStats Cohort(const std::vector<const AuditUser*>& users, absl::Time wi
   for (double days : tenure) sum += days;
   stats.set_mean_tenure_days(sum / static_cast<double>(n));
   stats.set_sessions_per_user(static_cast<double>(sessions) / static_cast<double>(n));
-  stats.set_turns_per_session(sessions > 0 ? static_cast<double>(traces) / static_cast<double>(sessions)
-                                           : 0);
+  stats.set_turns_per_session(
+      sessions > 0 ? static_cast<double>(traces) / static_cast<double>(sessions) : 0);
   std::vector<std::pair<int64_t, std::string>> ordered;
   for (const auto& [area, count] : areas) ordered.emplace_back(count, area);
   std::sort(ordered.rbegin(), ordered.rend());
@@ -740,7 +746,8 @@ absl::StatusOr<v1::RelabelJob> CaptureLogic::Relabel(const std::string& project_
   const absl::Time start = ToTime(request.time_range().start_time());
   const absl::Time end =
       request.time_range().has_end_time() ? ToTime(request.time_range().end_time()) : now;
-  if (end <= start) return absl::InvalidArgumentError("time_range: end_time must be after start_time");
+  if (end <= start)
+    return absl::InvalidArgumentError("time_range: end_time must be after start_time");
   if (end - start > absl::Hours(24 * 400)) {
     return absl::InvalidArgumentError("time_range: at most 400 days");
   }
@@ -753,8 +760,8 @@ absl::StatusOr<v1::RelabelJob> CaptureLogic::Relabel(const std::string& project_
   job.request_sha256 = ContentHash(request);
   unsigned char random[12];
   RAND_bytes(random, sizeof(random));
-  job.job.set_job_id("rj_" + absl::BytesToHexString(
-                                 absl::string_view(reinterpret_cast<char*>(random), sizeof(random))));
+  job.job.set_job_id("rj_" + absl::BytesToHexString(absl::string_view(
+                                 reinterpret_cast<char*>(random), sizeof(random))));
   job.job.set_request_id(request.request_id());
   job.job.set_rule_set_version(rules.version());
   *job.job.mutable_time_range()->mutable_start_time() = ToProto(start);
@@ -767,7 +774,8 @@ absl::StatusOr<v1::RelabelJob> CaptureLogic::Relabel(const std::string& project_
 absl::StatusOr<v1::RelabelJob> CaptureLogic::GetRelabelJob(const std::string& project_id,
                                                            const std::string& job_id) {
   if (!IsValidId(job_id)) return absl::InvalidArgumentError("job_id: invalid id");
-  ASSIGN_OR_RETURN(std::optional<v1::RelabelJob> job, repository_->GetRelabelJob(project_id, job_id));
+  ASSIGN_OR_RETURN(std::optional<v1::RelabelJob> job,
+                   repository_->GetRelabelJob(project_id, job_id));
   if (!job.has_value()) return absl::NotFoundError("job_id: no such job");
   return *job;
 }
@@ -782,7 +790,8 @@ absl::StatusOr<v1::ListPreferencePairsResponse> CaptureLogic::ListPreferencePair
   if (request.time_range().has_end_time()) {
     filter.created_before = ToTime(request.time_range().end_time());
   }
-  if (filter.created_after && filter.created_before && *filter.created_before < *filter.created_after) {
+  if (filter.created_after && filter.created_before &&
+      *filter.created_before < *filter.created_after) {
     return absl::InvalidArgumentError("time_range: end_time before start_time");
   }
   filter.feature_area = request.feature_area();
@@ -821,7 +830,8 @@ absl::StatusOr<v1::SurvivorshipAudit> CaptureLogic::GetSurvivorshipAudit(
   }
   const absl::Time start = ToTime(request.time_range().start_time());
   const absl::Time end = ToTime(request.time_range().end_time());
-  if (end <= start) return absl::InvalidArgumentError("time_range: end_time must be after start_time");
+  if (end <= start)
+    return absl::InvalidArgumentError("time_range: end_time must be after start_time");
   if (end - start > absl::Hours(24 * 90)) {
     return absl::InvalidArgumentError("time_range: at most 90 days");
   }
@@ -890,7 +900,8 @@ void CaptureLogic::DescribeSkew(v1::SurvivorshipAudit* audit) {
     ratio_finding("turns_per_session", raters.turns_per_session(), all.turns_per_session(),
                   "turns per session");
     std::map<std::string, double> all_share, rater_share;
-    for (const auto& share : all.feature_area_mix()) all_share[share.feature_area()] = share.share();
+    for (const auto& share : all.feature_area_mix())
+      all_share[share.feature_area()] = share.share();
     for (const auto& share : raters.feature_area_mix()) {
       rater_share[share.feature_area()] = share.share();
     }
@@ -902,9 +913,9 @@ void CaptureLogic::DescribeSkew(v1::SurvivorshipAudit* audit) {
       candidate.finding.set_raters_value(mine);
       candidate.finding.set_all_users_value(share);
       candidate.finding.set_ratio(share > 0 ? mine / share : 0);
-      candidate.finding.set_description(absl::StrFormat(
-          "%s is %.0f%% of raters' traces but %.0f%% of all traces",
-          area.empty() ? "(no feature area)" : area, 100 * mine, 100 * share));
+      candidate.finding.set_description(
+          absl::StrFormat("%s is %.0f%% of raters' traces but %.0f%% of all traces",
+                          area.empty() ? "(no feature area)" : area, 100 * mine, 100 * share));
       candidate.deviation = std::fabs(mine - share) * 4;  // 10 pts ~ ratio 1.5
       candidates.push_back(std::move(candidate));
     }
@@ -922,8 +933,9 @@ void CaptureLogic::DescribeSkew(v1::SurvivorshipAudit* audit) {
       : audit->maturity() == v1::CAPTURE_MATURITY_BUILDING ? "building"
                                                            : "capture only");
   if (audit->skew_size() == 0) {
-    absl::StrAppend(&summary, " Raters look like the rest of the users on tenure, activity and "
-                              "feature mix.");
+    absl::StrAppend(&summary,
+                    " Raters look like the rest of the users on tenure, activity and "
+                    "feature mix.");
   } else {
     absl::StrAppend(&summary, " Raters are not representative: ", audit->skew(0).description(),
                     audit->skew_size() > 1 ? absl::StrCat(", and ", audit->skew(1).description())
@@ -961,8 +973,7 @@ void CaptureLogic::RefundUserSignal(const std::string& project_id, const std::st
   std::lock_guard<std::mutex> lock(buckets_mu_);
   auto it = buckets_.find(project_id + '\x1f' + user_id);
   if (it != buckets_.end()) {
-    it->second.tokens =
-        std::min<double>(options_.user_signals_per_minute, it->second.tokens + 1);
+    it->second.tokens = std::min<double>(options_.user_signals_per_minute, it->second.tokens + 1);
   }
 }
 

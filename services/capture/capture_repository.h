@@ -47,8 +47,8 @@ struct StoredTrace {
 
 // ListTraces filters (empty strings and unset optionals mean "no filter").
 struct TraceFilter {
-  std::optional<absl::Time> start_after;    // inclusive
-  std::optional<absl::Time> start_before;   // exclusive
+  std::optional<absl::Time> start_after;   // inclusive
+  std::optional<absl::Time> start_before;  // exclusive
   bool flagged_only = false;
   std::string feature_area, model, model_version, prompt_template_id, prompt_version, session_id,
       user_id;
@@ -92,14 +92,14 @@ using LabelFunction =
     std::function<LabelDecision(const TraceEvidence& evidence, const v1::LabelRuleSet& rules)>;
 
 struct LabelPassStats {
-  int traces_labeled = 0;   // labels written (or computed, for dry runs)
-  int traces_missing = 0;   // queued ids whose trace has not arrived (signal came first)
-  int feed_entries = 0;     // flagged-feed entries appended
-  int flagged_before = 0;   // labeled traces flagged before / after
+  int traces_labeled = 0;  // labels written (or computed, for dry runs)
+  int traces_missing = 0;  // queued ids whose trace has not arrived (signal came first)
+  int feed_entries = 0;    // flagged-feed entries appended
+  int flagged_before = 0;  // labeled traces flagged before / after
   int flagged_after = 0;
   int newly_flagged = 0;
   int unflagged = 0;
-  int pairs_built = 0;      // preference pairs from settled regenerate chains
+  int pairs_built = 0;  // preference pairs from settled regenerate chains
 };
 
 // A relabel job as stored (the proto plus what the worker needs).
@@ -147,8 +147,8 @@ class CaptureRepository {
   // Stores items in one transaction (all or nothing), in order; ids are distinct per type
   // within `items`. Existing ids come back as kDuplicate (same content_sha256) or kConflict.
   // Every stored item queues the traces whose label it may change.
-  virtual absl::StatusOr<std::vector<WriteResult>> Write(const std::string& project_id,
-                                                         const std::vector<PreparedItem>& items) = 0;
+  virtual absl::StatusOr<std::vector<WriteResult>> Write(
+      const std::string& project_id, const std::vector<PreparedItem>& items) = 0;
 
   virtual absl::StatusOr<std::optional<StoredTrace>> GetTrace(const std::string& project_id,
                                                               const std::string& trace_id) = 0;
@@ -185,14 +185,18 @@ class CaptureRepository {
   // `label` and the project's current rules (`default_rules` when none are stored), stores
   // derived signals and labels, appends flagged-feed entries for traces whose flagged state
   // changed, and removes the claimed queue rows — all in one transaction.
-  virtual absl::StatusOr<LabelPassStats> LabelQueued(int limit, const v1::LabelRuleSet& default_rules,
-                                                     absl::Time now, const LabelFunction& label) = 0;
+  virtual absl::StatusOr<LabelPassStats> LabelQueued(int limit,
+                                                     const v1::LabelRuleSet& default_rules,
+                                                     absl::Time now,
+                                                     const LabelFunction& label) = 0;
 
   // Stores a new rule set version (rules.version set by the caller). ABORTED when that version
   // already exists (a concurrent update won).
-  virtual absl::Status StoreRuleSet(const std::string& project_id, const v1::LabelRuleSet& rules) = 0;
+  virtual absl::Status StoreRuleSet(const std::string& project_id,
+                                    const v1::LabelRuleSet& rules) = 0;
   // Every stored version, newest first.
-  virtual absl::StatusOr<std::vector<v1::LabelRuleSet>> ListRuleSets(const std::string& project_id) = 0;
+  virtual absl::StatusOr<std::vector<v1::LabelRuleSet>> ListRuleSets(
+      const std::string& project_id) = 0;
   // Replaces the redaction config if its stored version is `expected_version` (0 = none
   // stored); ABORTED otherwise. config.version is the new version.
   virtual absl::Status StoreRedactionConfig(const std::string& project_id,

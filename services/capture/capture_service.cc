@@ -218,10 +218,9 @@ absl::Status CaptureServiceHandler::DoBatchCreateSignals(
   std::vector<ItemRef> items;
   items.reserve(request.signals_size());
   for (const v1::Signal& signal : request.signals()) items.push_back(ItemRef{nullptr, &signal});
-  return Respond(logic_->Ingest(Writer{principal.project_id,
-                                       principal.kind == auth::KeyKind::kPublic},
-                                items),
-                 response, on_ingested_);
+  return Respond(
+      logic_->Ingest(Writer{principal.project_id, principal.kind == auth::KeyKind::kPublic}, items),
+      response, on_ingested_);
 }
 
 absl::Status CaptureServiceHandler::DoIngest(const auth::Principal& principal,
@@ -461,7 +460,8 @@ grpc::ServerUnaryReactor* CaptureServiceHandler::UpdateLabelRuleSet(
     grpc::CallbackServerContext* context, const v1::UpdateLabelRuleSetRequest* request,
     v1::UpdateLabelRuleSetResponse* response) {
   return Run(context, Requirement::Of(Scope::kAdmin), [=, this](const auth::Principal& principal) {
-    absl::StatusOr<v1::LabelRuleSet> rules = logic_->UpdateLabelRuleSet(principal.project_id, *request);
+    absl::StatusOr<v1::LabelRuleSet> rules =
+        logic_->UpdateLabelRuleSet(principal.project_id, *request);
     if (!rules.ok()) return rules.status();
     *response->mutable_rule_set() = std::move(*rules);
     return absl::OkStatus();
@@ -484,7 +484,8 @@ grpc::ServerUnaryReactor* CaptureServiceHandler::GetRelabelJob(
     grpc::CallbackServerContext* context, const v1::GetRelabelJobRequest* request,
     v1::GetRelabelJobResponse* response) {
   return Run(context, Requirement::Of(Scope::kRead), [=, this](const auth::Principal& principal) {
-    absl::StatusOr<v1::RelabelJob> job = logic_->GetRelabelJob(principal.project_id, request->job_id());
+    absl::StatusOr<v1::RelabelJob> job =
+        logic_->GetRelabelJob(principal.project_id, request->job_id());
     if (!job.ok()) return job.status();
     *response->mutable_job() = std::move(*job);
     return absl::OkStatus();
@@ -543,7 +544,8 @@ class FeedWatchReactor : public grpc::ServerWriteReactor<v1::WatchFlaggedFeedRes
       heartbeat_interval_ = ToDuration(request->heartbeat_interval());
     }
     if (after_ < 0) {
-      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "after_sequence: must not be negative"));
+      Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "after_sequence: must not be negative"));
       return;
     }
     if (heartbeat_interval_ < absl::Seconds(1) || heartbeat_interval_ > absl::Seconds(60)) {

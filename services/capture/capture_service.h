@@ -124,7 +124,8 @@ class CaptureServiceHandler final : public CaptureServiceBase {
                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                    const auth::Requirement& requirement,
                                    TypedBody<Request, Response> body);
-  absl::Status DoCreateTrace(const auth::Principal& principal, const v1::CreateTraceRequest& request,
+  absl::Status DoCreateTrace(const auth::Principal& principal,
+                             const v1::CreateTraceRequest& request,
                              v1::CreateTraceResponse* response);
   absl::Status DoCreateSignal(const auth::Principal& principal,
                               const v1::CreateSignalRequest& request,

@@ -11,7 +11,9 @@ Labeler::Labeler(CaptureRepository* repository, Logger* logger, LabelerOptions o
 
 Labeler::~Labeler() { Stop(); }
 
-void Labeler::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Labeler::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void Labeler::Stop() {
   {

@@ -157,8 +157,8 @@ v1::LabelRuleSet DefaultRuleSet() {
   AddRule(set, "abandoned_one_turn", v1::SIGNAL_KIND_DERIVED_ABANDONMENT, LABEL_VOTE_FAILURE, 0.5,
           "The session ended after one turn with no positive signal (failure or done).",
           [](v1::LabelRuleMatch& m) { *m.mutable_session_turns() = Range(1, 1); });
-  AddRule(set, "slow_next_action", v1::SIGNAL_KIND_DERIVED_TIME_TO_NEXT_ACTION,
-          LABEL_VOTE_FAILURE, 0.25, "Two minutes or more before the next action.",
+  AddRule(set, "slow_next_action", v1::SIGNAL_KIND_DERIVED_TIME_TO_NEXT_ACTION, LABEL_VOTE_FAILURE,
+          0.25, "Two minutes or more before the next action.",
           [](v1::LabelRuleMatch& m) { *m.mutable_duration_seconds() = Range(120, std::nullopt); });
   AddRule(set, "outcome_success", v1::SIGNAL_KIND_OUTCOME, LABEL_VOTE_SUCCESS, 4.0,
           "A downstream success: the most reliable signal.",
@@ -237,9 +237,9 @@ std::vector<v1::DerivedSignal> Derive(const TraceEvidence& evidence, const v1::L
   if (rephrase_signal != nullptr ||
       (similarity.has_value() && *similarity >= rules.rephrase_similarity_threshold())) {
     v1::DerivedSignal& signal =
-        make(v1::SIGNAL_KIND_DERIVED_REPHRASE,
-             rephrase_signal != nullptr ? OccurTime(*rephrase_signal)
-                                        : ToTime(evidence.next_trace->start_time()));
+        make(v1::SIGNAL_KIND_DERIVED_REPHRASE, rephrase_signal != nullptr
+                                                   ? OccurTime(*rephrase_signal)
+                                                   : ToTime(evidence.next_trace->start_time()));
     auto* details = signal.mutable_rephrase();
     if (rephrase_signal != nullptr) {
       signal.add_source_event_ids(rephrase_signal->event_id());
@@ -255,10 +255,9 @@ std::vector<v1::DerivedSignal> Derive(const TraceEvidence& evidence, const v1::L
 
   const v1::Signal* regenerate = Latest(evidence.signals, v1::SIGNAL_KIND_REGENERATE, id);
   if (regenerate != nullptr || identical_retry) {
-    v1::DerivedSignal& signal =
-        make(v1::SIGNAL_KIND_DERIVED_REGENERATE_PAIR,
-             regenerate != nullptr ? OccurTime(*regenerate)
-                                   : ToTime(evidence.next_trace->start_time()));
+    v1::DerivedSignal& signal = make(
+        v1::SIGNAL_KIND_DERIVED_REGENERATE_PAIR,
+        regenerate != nullptr ? OccurTime(*regenerate) : ToTime(evidence.next_trace->start_time()));
     auto* details = signal.mutable_regenerate_pair();
     if (regenerate != nullptr) {
       signal.add_source_event_ids(regenerate->event_id());
@@ -287,15 +286,14 @@ std::vector<v1::DerivedSignal> Derive(const TraceEvidence& evidence, const v1::L
   }
 
   const v1::Signal* abandon = Latest(evidence.signals, v1::SIGNAL_KIND_ABANDONMENT, id);
-  const bool positive = std::any_of(evidence.signals.begin(), evidence.signals.end(),
-                                    [&](const v1::Signal& s) {
-                                      return s.trace_id() == id && IsPositive(s);
-                                    });
+  const bool positive =
+      std::any_of(evidence.signals.begin(), evidence.signals.end(),
+                  [&](const v1::Signal& s) { return s.trace_id() == id && IsPositive(s); });
   const bool last_and_idle = !evidence.next_trace.has_value() && evidence.session_idle &&
                              !trace.session_id().empty() && !positive;
   if (abandon != nullptr || last_and_idle) {
-    v1::DerivedSignal& signal = make(v1::SIGNAL_KIND_DERIVED_ABANDONMENT,
-                                     abandon != nullptr ? OccurTime(*abandon) : end);
+    v1::DerivedSignal& signal =
+        make(v1::SIGNAL_KIND_DERIVED_ABANDONMENT, abandon != nullptr ? OccurTime(*abandon) : end);
     auto* details = signal.mutable_abandonment();
     details->set_session_turns(evidence.session_turns);
     if (abandon != nullptr) {
@@ -390,13 +388,11 @@ bool RawMatches(const v1::LabelRuleMatch& match, const v1::Signal& signal) {
 
 bool DerivedMatches(const v1::LabelRuleMatch& match, const v1::DerivedSignal& signal) {
   if (signal.signal_kind() != match.signal_kind()) return false;
-  if (match.actors_size() > 0 &&
-      std::find(match.actors().begin(), match.actors().end(), common::v1::ACTOR_FLYWHEEL) ==
-          match.actors().end()) {
+  if (match.actors_size() > 0 && std::find(match.actors().begin(), match.actors().end(),
+                                           common::v1::ACTOR_FLYWHEEL) == match.actors().end()) {
     return false;
   }
-  if (match.has_edit_ratio() &&
-      !InRange(match.edit_ratio(), signal.edit_distance().edit_ratio())) {
+  if (match.has_edit_ratio() && !InRange(match.edit_ratio(), signal.edit_distance().edit_ratio())) {
     return false;
   }
   if (match.has_similarity() && (!signal.rephrase().has_similarity() ||
@@ -421,8 +417,10 @@ bool DerivedMatches(const v1::LabelRuleMatch& match, const v1::DerivedSignal& si
 
 // "Latest thumb or rating counts" is per user and subject (a trace, or a session).
 std::string SubjectKey(const v1::Signal& signal) {
-  return signal.user_id() + (signal.subject_case() == v1::Signal::kSessionId ? "\x1fs:" : "\x1ft:") +
-         (signal.subject_case() == v1::Signal::kSessionId ? signal.session_id() : signal.trace_id());
+  return signal.user_id() +
+         (signal.subject_case() == v1::Signal::kSessionId ? "\x1fs:" : "\x1ft:") +
+         (signal.subject_case() == v1::Signal::kSessionId ? signal.session_id()
+                                                          : signal.trace_id());
 }
 
 bool IsExplicit(v1::SignalKind kind) {
@@ -484,8 +482,8 @@ v1::TraceLabel Score(const TraceEvidence& evidence, const std::vector<v1::Derive
     }
     double factor = decay(OccurTime(signal));
     if (signal.subject_case() == v1::Signal::kSessionId) factor *= rules.session_signal_factor();
-    const bool user_actor = signal.actor() == common::v1::ACTOR_USER ||
-                            signal.actor() == common::v1::ACTOR_UNSPECIFIED;
+    const bool user_actor =
+        signal.actor() == common::v1::ACTOR_USER || signal.actor() == common::v1::ACTOR_UNSPECIFIED;
     if (IsExplicit(kind) && user_actor) {
       auto it = evidence.raters.find(signal.user_id());
       if (it != evidence.raters.end()) {

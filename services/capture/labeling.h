@@ -17,9 +17,9 @@ v1::LabelRuleSet DefaultRuleSet();
 
 // A user's explicit-feedback history in the coverage window (for coverage weighting).
 struct RaterStats {
-  int explicit_signals = 0;     // explicit signals in the window
-  int valued_signals = 0;       // thumbs and ratings in the window
-  int distinct_values = 0;      // distinct thumb/rating values among them
+  int explicit_signals = 0;  // explicit signals in the window
+  int valued_signals = 0;    // thumbs and ratings in the window
+  int distinct_values = 0;   // distinct thumb/rating values among them
 };
 
 // Everything the labeler knows about one trace.

@@ -285,8 +285,7 @@ class DeriveSessionTest : public ::testing::Test {
 };
 
 TEST_F(DeriveSessionTest, SimilarNextInputWithinGapIsDerivedRephrase) {
-  const TraceEvidence evidence =
-      WithNext("how can I reset my account password", absl::Seconds(30));
+  const TraceEvidence evidence = WithNext("how can I reset my account password", absl::Seconds(30));
   const auto derived = Derive(evidence, rules_, kNow);
 
   const v1::DerivedSignal* rephrase = Find(derived, v1::SIGNAL_KIND_DERIVED_REPHRASE);
@@ -325,8 +324,8 @@ TEST_F(DeriveSessionTest, UnrelatedNextInputIsNeitherRephraseNorRetry) {
 }
 
 TEST_F(DeriveSessionTest, SimilarNextInputAfterMaxGapIsNeither) {
-  const auto derived = Derive(
-      WithNext("how can I reset my account password", absl::Minutes(11)), rules_, kNow);
+  const auto derived =
+      Derive(WithNext("how can I reset my account password", absl::Minutes(11)), rules_, kNow);
   EXPECT_EQ(Find(derived, v1::SIGNAL_KIND_DERIVED_REPHRASE), nullptr);
   EXPECT_EQ(Find(derived, v1::SIGNAL_KIND_DERIVED_REGENERATE_PAIR), nullptr);
 }
@@ -428,9 +427,8 @@ TEST(DeriveEditTest, ClientEditRatioIsUsedRoundedToFourDecimals) {
 }
 
 TEST(DeriveEditTest, GoodEnoughBandBoundsAreInclusive) {
-  for (const auto& [ratio, good_enough] :
-       std::vector<std::pair<double, bool>>{{0.0999, false}, {0.1, true}, {0.3, true},
-                                            {0.3001, false}}) {
+  for (const auto& [ratio, good_enough] : std::vector<std::pair<double, bool>>{
+           {0.0999, false}, {0.1, true}, {0.3, true}, {0.3001, false}}) {
     TraceEvidence evidence = Lone();
     evidence.signals.push_back(EditRatio("edit-1", ratio, kNow));
     const auto derived = Derive(evidence, DefaultRuleSet(), kNow);
@@ -484,8 +482,7 @@ TEST(DeriveAbandonmentTest, CopyPreventsAbandonment) {
 TEST(DeriveAbandonmentTest, ThumbsUpPreventsAbandonmentButThumbsDownDoesNot) {
   TraceEvidence up = IdleLastTrace();
   up.signals.push_back(Thumb("up-1", v1::THUMB_UP, kNow - absl::Minutes(39)));
-  EXPECT_EQ(Find(Derive(up, DefaultRuleSet(), kNow), v1::SIGNAL_KIND_DERIVED_ABANDONMENT),
-            nullptr);
+  EXPECT_EQ(Find(Derive(up, DefaultRuleSet(), kNow), v1::SIGNAL_KIND_DERIVED_ABANDONMENT), nullptr);
   TraceEvidence down = IdleLastTrace();
   down.signals.push_back(Thumb("down-1", v1::THUMB_DOWN, kNow - absl::Minutes(39)));
   EXPECT_NE(Find(Derive(down, DefaultRuleSet(), kNow), v1::SIGNAL_KIND_DERIVED_ABANDONMENT),
@@ -556,8 +553,9 @@ TEST(DeriveTimeToNextActionTest, DwellSignalTakesPrecedenceOverTraceGap) {
 }
 
 TEST(DeriveTimeToNextActionTest, NothingToMeasureYieldsNoSignal) {
-  EXPECT_EQ(Find(Derive(Lone(), DefaultRuleSet(), kNow), v1::SIGNAL_KIND_DERIVED_TIME_TO_NEXT_ACTION),
-            nullptr);
+  EXPECT_EQ(
+      Find(Derive(Lone(), DefaultRuleSet(), kNow), v1::SIGNAL_KIND_DERIVED_TIME_TO_NEXT_ACTION),
+      nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -683,8 +681,8 @@ TEST(ScoreTest, AbandonmentWithSlowNextActionScoresAboutPointThreeSixAndIsNotFla
   TraceEvidence evidence = IdleLastTrace(1);
   evidence.signals.push_back(Dwell("dwell-1", absl::Minutes(3), kNow));
   const v1::TraceLabel label = LabelOf(evidence);
-  EXPECT_THAT(RuleIds(label), ::testing::UnorderedElementsAre("abandoned_one_turn",
-                                                              "slow_next_action"));
+  EXPECT_THAT(RuleIds(label),
+              ::testing::UnorderedElementsAre("abandoned_one_turn", "slow_next_action"));
   EXPECT_NEAR(label.quality_score(), 1.0 / 2.75, kNear);
   EXPECT_NEAR(label.quality_score(), 0.36, 0.005);
   EXPECT_FALSE(label.flagged());

@@ -47,17 +47,16 @@ int main(int argc, char** argv) {
     // Owned here; the service parts and their shutdown hooks keep them alive while serving.
     auto repository = std::make_shared<capture::PgCaptureRepository>(&env.pool, &env.logger);
     auto logic = std::make_shared<capture::CaptureLogic>(
-        repository.get(), capture::CaptureOptions{absl::Seconds(30), flags.retention,
-                                                  flags.user_signals_per_minute});
+        repository.get(),
+        capture::CaptureOptions{absl::Seconds(30), flags.retention, flags.user_signals_per_minute});
     auto labeler = std::make_shared<capture::Labeler>(repository.get(), &env.logger);
     capture::CaptureHandlerOptions handler_options;
     handler_options.worker_threads = flags.worker_threads;
     ServiceParts parts;
-    parts.services.emplace_back(
-        std::make_unique<capture::CaptureServiceHandler>(
-            &env.authenticator, logic.get(), &env.logger,
-            [labeler] { labeler->Notify(); }, handler_options),
-        capture::v1::CaptureService::service_full_name());
+    parts.services.emplace_back(std::make_unique<capture::CaptureServiceHandler>(
+                                    &env.authenticator, logic.get(), &env.logger,
+                                    [labeler] { labeler->Notify(); }, handler_options),
+                                capture::v1::CaptureService::service_full_name());
     if (flags.labeler) labeler->Start();
     parts.on_shutdown.push_back([repository, logic, labeler] { labeler->Stop(); });
     return parts;

@@ -165,11 +165,10 @@ std::vector<Statement> Statements() {
        "ON CONFLICT (project_id, session_id) DO UPDATE SET last_trace_id = "
        "excluded.last_trace_id, last_activity = excluded.last_activity "
        "WHERE excluded.last_activity >= a.last_activity"},
-      {"cap_get_trace",
-       "SELECT t.payload, " + Micros("t.receive_time") +
-           ", l.payload FROM capture.traces t LEFT JOIN capture.trace_labels l "
-           "ON l.project_id = t.project_id AND l.trace_id = t.trace_id "
-           "WHERE t.project_id = $1 AND t.trace_id = $2"},
+      {"cap_get_trace", "SELECT t.payload, " + Micros("t.receive_time") +
+                            ", l.payload FROM capture.traces t LEFT JOIN capture.trace_labels l "
+                            "ON l.project_id = t.project_id AND l.trace_id = t.trace_id "
+                            "WHERE t.project_id = $1 AND t.trace_id = $2"},
       {"cap_trace_signals",
        "SELECT payload, r FROM (SELECT payload, " + receive +
            " r, occur_time, event_id FROM capture.signals WHERE project_id = $1 AND "
@@ -183,8 +182,12 @@ std::vector<Statement> Statements() {
            ", l.payload FROM capture.traces t LEFT JOIN capture.trace_labels l "
            "ON l.project_id = t.project_id AND l.trace_id = t.trace_id "
            "WHERE t.project_id = $1 "
-           "AND ($2 = '' OR t.start_time >= " + FromMicros("NULLIF($2, '')::int8") + ") "
-           "AND ($3 = '' OR t.start_time < " + FromMicros("NULLIF($3, '')::int8") + ") "
+           "AND ($2 = '' OR t.start_time >= " +
+           FromMicros("NULLIF($2, '')::int8") +
+           ") "
+           "AND ($3 = '' OR t.start_time < " +
+           FromMicros("NULLIF($3, '')::int8") +
+           ") "
            "AND (NOT $4::bool OR l.flagged) "
            "AND ($5 = '' OR t.feature_area = $5) AND ($6 = '' OR t.model = $6) "
            "AND ($7 = '' OR t.model_version = $7) AND ($8 = '' OR t.prompt_template_id = $8) "
@@ -207,8 +210,7 @@ std::vector<Statement> Statements() {
            "(SELECT trace_id FROM capture.traces WHERE project_id = $1 AND session_id = $3)))) "
            "AND (cardinality($4::int2[]) = 0 OR signal_kind = ANY($4::int2[])) "
            "AND ($5 = '' OR (occur_time, event_id) > (" +
-           FromMicros("NULLIF($5, '')::int8") +
-           ", $6)) ORDER BY occur_time, event_id LIMIT $7"},
+           FromMicros("NULLIF($5, '')::int8") + ", $6)) ORDER BY occur_time, event_id LIMIT $7"},
       {"cap_read_feed",
        "SELECT f.sequence, f.trace_id, f.entry_type, " + Micros("f.flag_time") +
            ", f.quality_score, f.rule_set_version, f.reasons, t.payload "
@@ -329,8 +331,8 @@ std::vector<Statement> Statements() {
        "SELECT job_id, request_id, rule_set_version, " + Micros("window_start") + ", " +
            Micros("window_end") +
            ", dry_run, state, traces_total, traces_processed, flagged_before, flagged_after, "
-           "newly_flagged, unflagged, " + Micros("created_at") + ", " + Micros("started_at") +
-           ", " + Micros("finished_at") +
+           "newly_flagged, unflagged, " +
+           Micros("created_at") + ", " + Micros("started_at") + ", " + Micros("finished_at") +
            ", error_message FROM capture.relabel_jobs WHERE project_id = $1 AND job_id = $2"},
       {"cap_job_claim",
        "SELECT project_id, job_id FROM capture.relabel_jobs WHERE state IN (1, 2) "
@@ -343,18 +345,17 @@ std::vector<Statement> Statements() {
        "UPDATE capture.relabel_jobs SET state = 2, started_at = now(), traces_total = "
        "(SELECT count(*) FROM capture.traces WHERE project_id = $1 AND start_time >= window_start "
        "AND start_time < window_end) WHERE project_id = $1 AND job_id = $2"},
-      {"cap_job_chunk",
-       "SELECT trace_id, " + Micros("start_time") +
-           " FROM capture.traces WHERE project_id = $1 AND start_time >= " +
-           FromMicros("$2::int8") + " AND start_time < " + FromMicros("$3::int8") +
-           " AND ($4 = '' OR (start_time, trace_id) > (" + FromMicros("NULLIF($4, '')::int8") +
-           ", $5)) ORDER BY start_time, trace_id LIMIT $6"},
+      {"cap_job_chunk", "SELECT trace_id, " + Micros("start_time") +
+                            " FROM capture.traces WHERE project_id = $1 AND start_time >= " +
+                            FromMicros("$2::int8") + " AND start_time < " + FromMicros("$3::int8") +
+                            " AND ($4 = '' OR (start_time, trace_id) > (" +
+                            FromMicros("NULLIF($4, '')::int8") +
+                            ", $5)) ORDER BY start_time, trace_id LIMIT $6"},
       {"cap_job_progress",
        "UPDATE capture.relabel_jobs SET traces_processed = traces_processed + $3, "
        "flagged_before = flagged_before + $4, flagged_after = flagged_after + $5, "
        "newly_flagged = newly_flagged + $6, unflagged = unflagged + $7, cursor_start = " +
-           FromMicros("$8::int8") +
-           ", cursor_trace_id = $9 WHERE project_id = $1 AND job_id = $2"},
+           FromMicros("$8::int8") + ", cursor_trace_id = $9 WHERE project_id = $1 AND job_id = $2"},
       {"cap_job_finish",
        "UPDATE capture.relabel_jobs SET state = $3, finished_at = now(), error_message = $4 "
        "WHERE project_id = $1 AND job_id = $2"},
@@ -366,14 +367,18 @@ std::vector<Statement> Statements() {
            "p.rejected_trace_id JOIN capture.traces c ON c.project_id = p.project_id AND "
            "c.trace_id = p.chosen_trace_id LEFT JOIN capture.trace_labels l ON l.project_id = "
            "p.project_id AND l.trace_id = p.chosen_trace_id WHERE p.project_id = $1 "
-           "AND ($2 = '' OR p.created_at >= " + FromMicros("NULLIF($2, '')::int8") + ") "
-           "AND ($3 = '' OR p.created_at < " + FromMicros("NULLIF($3, '')::int8") + ") "
+           "AND ($2 = '' OR p.created_at >= " +
+           FromMicros("NULLIF($2, '')::int8") +
+           ") "
+           "AND ($3 = '' OR p.created_at < " +
+           FromMicros("NULLIF($3, '')::int8") +
+           ") "
            "AND ($4 = '' OR p.feature_area = $4) AND ($5 = '' OR (p.created_at, p.pair_id) > (" +
            FromMicros("NULLIF($5, '')::int8") + ", $6)) ORDER BY p.created_at, p.pair_id LIMIT $7"},
       {"cap_audit_totals",
        "WITH w AS (SELECT trace_id, session_id, user_id FROM capture.traces WHERE project_id = $1 "
-       "AND start_time >= " + FromMicros("$2::int8") + " AND start_time < " +
-           FromMicros("$3::int8") +
+       "AND start_time >= " +
+           FromMicros("$2::int8") + " AND start_time < " + FromMicros("$3::int8") +
            " AND ($4 = '' OR feature_area = $4)), "
            "e AS (SELECT s.trace_id, s.signal_kind, s.payload FROM capture.signals s JOIN w ON "
            "w.trace_id = s.trace_id WHERE s.project_id = $1 AND s.signal_kind IN (1, 2, 3, 4) "
@@ -388,8 +393,8 @@ std::vector<Statement> Statements() {
            "l.implicit_evidence)"},
       {"cap_audit_users",
        "WITH w AS (SELECT trace_id, session_id, user_id, feature_area FROM capture.traces WHERE "
-       "project_id = $1 AND start_time >= " + FromMicros("$2::int8") + " AND start_time < " +
-           FromMicros("$3::int8") +
+       "project_id = $1 AND start_time >= " +
+           FromMicros("$2::int8") + " AND start_time < " + FromMicros("$3::int8") +
            " AND ($4 = '' OR feature_area = $4) AND user_id <> ''), "
            "r AS (SELECT DISTINCT s.user_id FROM capture.signals s JOIN w ON w.trace_id = "
            "s.trace_id WHERE s.project_id = $1 AND s.signal_kind IN (1, 2, 3, 4) AND s.actor IN "
@@ -401,15 +406,16 @@ std::vector<Statement> Statements() {
            "FROM w LEFT JOIN r ON r.user_id = w.user_id GROUP BY w.user_id, w.feature_area"},
       {"cap_audit_user_sessions",
        "SELECT user_id, count(DISTINCT session_id) FILTER (WHERE session_id <> '') FROM "
-       "capture.traces WHERE project_id = $1 AND start_time >= " + FromMicros("$2::int8") +
-           " AND start_time < " + FromMicros("$3::int8") +
+       "capture.traces WHERE project_id = $1 AND start_time >= " +
+           FromMicros("$2::int8") + " AND start_time < " + FromMicros("$3::int8") +
            " AND ($4 = '' OR feature_area = $4) AND user_id <> '' GROUP BY user_id"},
       {"cap_sweep",
        "WITH timeouts AS (SELECT DISTINCT ON (project_id) project_id, "
        "abandonment_timeout_seconds s FROM capture.rule_sets ORDER BY project_id, version DESC), "
        "idle AS (SELECT a.project_id, a.session_id, a.last_trace_id FROM "
        "capture.session_activity a LEFT JOIN timeouts t ON t.project_id = a.project_id WHERE "
-       "a.last_activity < now() - make_interval(secs => coalesce(t.s::float8, $1::float8)) ORDER BY "
+       "a.last_activity < now() - make_interval(secs => coalesce(t.s::float8, $1::float8)) ORDER "
+       "BY "
        "a.last_activity LIMIT $2 FOR UPDATE OF a SKIP LOCKED), "
        "gone AS (DELETE FROM capture.session_activity a USING idle i WHERE a.project_id = "
        "i.project_id AND a.session_id = i.session_id RETURNING i.project_id, i.last_trace_id), "
@@ -422,7 +428,8 @@ std::vector<Statement> Statements() {
 
 PgCaptureRepository::PgCaptureRepository(db::ConnectionPool* pool, Logger* logger)
     : pool_(pool), logger_(logger) {
-  for (const Statement& statement : Statements()) pool_->RegisterStatement(statement.name, statement.sql);
+  for (const Statement& statement : Statements())
+    pool_->RegisterStatement(statement.name, statement.sql);
 }
 
 absl::StatusOr<std::vector<WriteResult>> PgCaptureRepository::Write(
@@ -486,10 +493,10 @@ absl::StatusOr<std::vector<WriteResult>> PgCaptureRepository::Write(
         if (!trace_index.empty()) {
           pqxx::result rows = tx.exec_prepared(
               "cap_write_traces", project_id, TextArray(t_id), TextArray(t_session),
-              TextArray(t_user), TextArray(t_area), TextArray(t_model),
-              TextArray(t_model_version), TextArray(t_template), TextArray(t_prompt_version),
-              NumberArray(t_start), NumberArray(t_end), ByteaArray(t_sha),
-              NumberArray(t_redactions), ByteaArray(t_payload));
+              TextArray(t_user), TextArray(t_area), TextArray(t_model), TextArray(t_model_version),
+              TextArray(t_template), TextArray(t_prompt_version), NumberArray(t_start),
+              NumberArray(t_end), ByteaArray(t_sha), NumberArray(t_redactions),
+              ByteaArray(t_payload));
           for (const auto& row : rows) {
             const size_t k = row[0].as<size_t>() - 1;
             WriteResult& result = results[trace_index[k]];
@@ -507,8 +514,8 @@ absl::StatusOr<std::vector<WriteResult>> PgCaptureRepository::Write(
           if (!recheck.empty()) {
             std::map<std::string, size_t> position;
             for (size_t k = 0; k < t_id.size(); ++k) position[t_id[k]] = k;
-            for (const auto& row : tx.exec_prepared("cap_existing_traces", project_id,
-                                                    TextArray(recheck))) {
+            for (const auto& row :
+                 tx.exec_prepared("cap_existing_traces", project_id, TextArray(recheck))) {
               const size_t k = position[row[0].as<std::string>()];
               WriteResult& result = results[trace_index[k]];
               classify(result, false, Bytes(row[1]) == t_sha[k]);
@@ -519,11 +526,11 @@ absl::StatusOr<std::vector<WriteResult>> PgCaptureRepository::Write(
         }
         if (!signal_index.empty()) {
           recheck.clear();
-          pqxx::result rows = tx.exec_prepared(
-              "cap_write_signals", project_id, TextArray(s_id), TextArray(s_trace),
-              TextArray(s_session), TextArray(s_user), NumberArray(s_kind), NumberArray(s_actor),
-              NumberArray(s_occur), TextArray(s_value), ByteaArray(s_sha),
-              NumberArray(s_redactions), ByteaArray(s_payload));
+          pqxx::result rows =
+              tx.exec_prepared("cap_write_signals", project_id, TextArray(s_id), TextArray(s_trace),
+                               TextArray(s_session), TextArray(s_user), NumberArray(s_kind),
+                               NumberArray(s_actor), NumberArray(s_occur), TextArray(s_value),
+                               ByteaArray(s_sha), NumberArray(s_redactions), ByteaArray(s_payload));
           for (const auto& row : rows) {
             const size_t k = row[0].as<size_t>() - 1;
             WriteResult& result = results[signal_index[k]];
@@ -545,8 +552,8 @@ absl::StatusOr<std::vector<WriteResult>> PgCaptureRepository::Write(
           if (!recheck.empty()) {
             std::map<std::string, size_t> position;
             for (size_t k = 0; k < s_id.size(); ++k) position[s_id[k]] = k;
-            for (const auto& row : tx.exec_prepared("cap_existing_signals", project_id,
-                                                    TextArray(recheck))) {
+            for (const auto& row :
+                 tx.exec_prepared("cap_existing_signals", project_id, TextArray(recheck))) {
               const size_t k = position[row[0].as<std::string>()];
               WriteResult& result = results[signal_index[k]];
               classify(result, false, Bytes(row[1]) == s_sha[k]);
@@ -561,8 +568,8 @@ absl::StatusOr<std::vector<WriteResult>> PgCaptureRepository::Write(
           std::sort(queue_traces.begin(), queue_traces.end());
           queue_traces.erase(std::unique(queue_traces.begin(), queue_traces.end()),
                              queue_traces.end());
-          tx.exec_prepared("cap_queue", project_id, TextArray(queue_traces),
-                           TextArray(new_traces), TextArray(queue_sessions));
+          tx.exec_prepared("cap_queue", project_id, TextArray(queue_traces), TextArray(new_traces),
+                           TextArray(queue_sessions));
         }
         if (!new_traces.empty()) {
           tx.exec_prepared("cap_touch_sessions", project_id, TextArray(new_traces));
@@ -586,7 +593,8 @@ absl::StatusOr<std::optional<StoredTrace>> PgCaptureRepository::GetTrace(
         StoredTrace stored;
         stored.trace = Parse<v1::Trace>(rows[0][0]);
         *stored.trace.mutable_receive_time() = ToProto(FromMicrosValue(rows[0][1].as<int64_t>()));
-        if (!rows[0][2].is_null()) *stored.trace.mutable_label() = Parse<v1::TraceLabel>(rows[0][2]);
+        if (!rows[0][2].is_null())
+          *stored.trace.mutable_label() = Parse<v1::TraceLabel>(rows[0][2]);
         found = std::move(stored);
         return absl::OkStatus();
       },
@@ -782,199 +790,195 @@ LabelPassStats LabelTraces(pqxx::transaction_base& tx, const std::string& projec
   LabelPassStats stats;
   const std::set<std::string> ids(id_list.begin(), id_list.end());
 
-    // Evidence, loaded for the whole batch.
-    std::map<std::string, TraceEvidence> evidence;
-    std::set<std::string> sessions;
-    for (const auto& row : tx.exec_prepared("cap_ev_traces", project_id, TextArray(id_list))) {
-      v1::Trace trace = Parse<v1::Trace>(row[0]);
-      *trace.mutable_receive_time() = ToProto(FromMicrosValue(row[1].as<int64_t>()));
-      if (!trace.session_id().empty()) sessions.insert(trace.session_id());
-      const std::string id = trace.trace_id();
-      evidence[id].trace = std::move(trace);
+  // Evidence, loaded for the whole batch.
+  std::map<std::string, TraceEvidence> evidence;
+  std::set<std::string> sessions;
+  for (const auto& row : tx.exec_prepared("cap_ev_traces", project_id, TextArray(id_list))) {
+    v1::Trace trace = Parse<v1::Trace>(row[0]);
+    *trace.mutable_receive_time() = ToProto(FromMicrosValue(row[1].as<int64_t>()));
+    if (!trace.session_id().empty()) sessions.insert(trace.session_id());
+    const std::string id = trace.trace_id();
+    evidence[id].trace = std::move(trace);
+  }
+  stats.traces_missing = static_cast<int>(ids.size() - evidence.size());
+  const std::vector<std::string> session_list(sessions.begin(), sessions.end());
+  std::set<std::string> raters;
+  for (const auto& row : tx.exec_prepared("cap_ev_signals", project_id, TextArray(id_list),
+                                          TextArray(session_list))) {
+    v1::Signal signal = SignalFromRow(row[0], row[1]);
+    if (IsExplicitKind(signal.signal_kind()) && !signal.user_id().empty()) {
+      raters.insert(signal.user_id());
     }
-    stats.traces_missing = static_cast<int>(ids.size() - evidence.size());
-    const std::vector<std::string> session_list(sessions.begin(), sessions.end());
-    std::set<std::string> raters;
-    for (const auto& row : tx.exec_prepared("cap_ev_signals", project_id, TextArray(id_list),
-                                            TextArray(session_list))) {
-      v1::Signal signal = SignalFromRow(row[0], row[1]);
-      if (IsExplicitKind(signal.signal_kind()) && !signal.user_id().empty()) {
-        raters.insert(signal.user_id());
+    if (!signal.trace_id().empty()) {
+      auto it = evidence.find(signal.trace_id());
+      if (it != evidence.end()) it->second.signals.push_back(std::move(signal));
+    } else {
+      for (auto& [id, item] : evidence) {
+        if (item.trace.session_id() == signal.session_id()) item.signals.push_back(signal);
       }
-      if (!signal.trace_id().empty()) {
-        auto it = evidence.find(signal.trace_id());
-        if (it != evidence.end()) it->second.signals.push_back(std::move(signal));
-      } else {
-        for (auto& [id, item] : evidence) {
-          if (item.trace.session_id() == signal.session_id()) item.signals.push_back(signal);
-        }
+    }
+  }
+  for (const auto& row : tx.exec_prepared("cap_ev_next", project_id, TextArray(id_list))) {
+    auto it = evidence.find(row[0].as<std::string>());
+    if (it != evidence.end()) it->second.next_trace = Parse<v1::Trace>(row[1]);
+  }
+  std::map<std::string, std::pair<int, bool>> session_state;
+  const absl::Duration timeout = ToDuration(rules.abandonment_timeout());
+  for (const auto& row : tx.exec_prepared("cap_ev_sessions", project_id, TextArray(session_list))) {
+    const bool idle = row[2].is_null() || FromMicrosValue(row[2].as<int64_t>()) < now - timeout;
+    session_state[row[0].as<std::string>()] = {row[1].as<int>(), idle};
+  }
+  std::map<std::string, RaterStats> rater_stats;
+  if (!raters.empty()) {
+    const absl::Time since = now - ToDuration(rules.coverage().window());
+    for (const auto& row : tx.exec_prepared(
+             "cap_ev_raters", project_id,
+             TextArray(std::vector<std::string>(raters.begin(), raters.end())), ToMicros(since))) {
+      rater_stats[row[0].as<std::string>()] =
+          RaterStats{row[1].as<int>(), row[2].as<int>(), row[3].as<int>()};
+    }
+  }
+  std::map<std::string, std::pair<bool, int64_t>> previous;
+  for (const auto& row : tx.exec_prepared("cap_ev_labels", project_id, TextArray(id_list))) {
+    previous[row[0].as<std::string>()] = {row[1].as<bool>(), row[2].as<int64_t>()};
+  }
+
+  // Decide.
+  std::vector<std::string> d_trace, d_payload, l_trace, l_payload;
+  std::vector<int> d_kind;
+  std::vector<int64_t> d_occur, l_version, l_time, l_feed;
+  std::vector<double> l_score;
+  std::vector<std::string> l_flagged;
+  std::vector<std::string> f_trace, f_reasons;
+  std::vector<int> f_type;
+  std::vector<int64_t> f_time, f_version;
+  std::vector<double> f_score;
+  std::vector<size_t> f_label_index;
+  std::vector<std::string> l_implicit;
+  std::set<std::string> settled_sessions;
+  for (auto& [id, item] : evidence) {
+    if (!item.trace.session_id().empty()) {
+      auto state = session_state.find(item.trace.session_id());
+      if (state != session_state.end()) {
+        item.session_turns = std::max(1, state->second.first);
+        item.session_idle = state->second.second;
       }
     }
-    for (const auto& row : tx.exec_prepared("cap_ev_next", project_id, TextArray(id_list))) {
-      auto it = evidence.find(row[0].as<std::string>());
-      if (it != evidence.end()) it->second.next_trace = Parse<v1::Trace>(row[1]);
+    for (const v1::Signal& signal : item.signals) {
+      auto it = rater_stats.find(signal.user_id());
+      if (it != rater_stats.end()) item.raters[signal.user_id()] = it->second;
     }
-    std::map<std::string, std::pair<int, bool>> session_state;
-    const absl::Duration timeout = ToDuration(rules.abandonment_timeout());
+    LabelDecision decision = label(item, rules);
+    for (const v1::DerivedSignal& derived : decision.derived) {
+      d_trace.push_back(id);
+      d_kind.push_back(derived.signal_kind());
+      d_occur.push_back(ToMicros(ToTime(derived.occur_time())));
+      d_payload.push_back(derived.SerializeAsString());
+    }
+    const auto before = previous.find(id);
+    const bool was_flagged = before != previous.end() && before->second.first;
+    int64_t feed_sequence = before != previous.end() ? before->second.second : 0;
+    stats.flagged_before += was_flagged;
+    stats.flagged_after += decision.label.flagged();
+    stats.newly_flagged += decision.label.flagged() && !was_flagged;
+    stats.unflagged += was_flagged && !decision.label.flagged();
+    // A settled session (idle, this is its last trace) closes its regenerate chains.
+    if (item.session_idle && !item.next_trace.has_value() && !item.trace.session_id().empty()) {
+      settled_sessions.insert(item.trace.session_id());
+    }
+    bool implicit = false;
+    for (const v1::LabelReason& reason : decision.label.reasons()) {
+      implicit |= !IsExplicitKind(reason.signal_kind()) &&
+                  reason.signal_kind() != v1::SIGNAL_KIND_OUTCOME &&
+                  reason.signal_kind() != v1::SIGNAL_KIND_CUSTOM &&
+                  reason.vote() != v1::LABEL_VOTE_ABSTAIN;
+    }
+    l_implicit.push_back(implicit ? "t" : "f");
+    if (decision.label.flagged() != was_flagged) {
+      f_trace.push_back(id);
+      f_type.push_back(decision.label.flagged() ? v1::FLAGGED_FEED_ENTRY_TYPE_FLAGGED
+                                                : v1::FLAGGED_FEED_ENTRY_TYPE_UNFLAGGED);
+      f_time.push_back(ToMicros(now));
+      f_score.push_back(decision.label.quality_score());
+      f_version.push_back(decision.label.rule_set_version());
+      v1::TraceLabel reasons_only;
+      *reasons_only.mutable_reasons() = decision.label.reasons();
+      f_reasons.push_back(reasons_only.SerializeAsString());
+      f_label_index.push_back(l_trace.size());
+    }
+    l_trace.push_back(id);
+    l_score.push_back(decision.label.quality_score());
+    l_flagged.push_back(decision.label.flagged() ? "t" : "f");
+    l_version.push_back(decision.label.rule_set_version());
+    l_time.push_back(ToMicros(ToTime(decision.label.label_time())));
+    l_feed.push_back(feed_sequence);
+    l_payload.push_back(decision.label.SerializeAsString());
+  }
+
+  stats.traces_labeled = static_cast<int>(l_trace.size());
+  if (!write) return stats;
+  // Write: derived signals, feed entries (sequence numbers last, to hold the counter
+  // lock briefly), labels, then forget the claimed queue rows.
+  const std::vector<std::string> present = l_trace;
+  tx.exec_prepared("cap_clear_derived", project_id, TextArray(present));
+  if (!d_trace.empty()) {
+    tx.exec_prepared("cap_write_derived", project_id, TextArray(d_trace), NumberArray(d_kind),
+                     NumberArray(d_occur), ByteaArray(d_payload));
+  }
+  if (!f_trace.empty()) {
+    const int64_t n = static_cast<int64_t>(f_trace.size());
+    const int64_t last = tx.exec_prepared1("cap_feed_take", project_id, n)[0].as<int64_t>();
+    std::vector<int64_t> f_sequence;
+    for (int64_t k = 0; k < n; ++k) {
+      f_sequence.push_back(last - n + 1 + k);
+      l_feed[f_label_index[k]] = f_sequence.back();
+    }
+    tx.exec_prepared("cap_feed_append", project_id, NumberArray(f_sequence), TextArray(f_trace),
+                     NumberArray(f_type), NumberArray(f_time), NumberArray(f_score),
+                     NumberArray(f_version), ByteaArray(f_reasons));
+    stats.feed_entries = static_cast<int>(n);
+  }
+  // Labels carry the sequence of their trace's latest feed entry.
+  for (size_t k = 0; k < l_trace.size(); ++k) {
+    if (l_feed[k] == 0) continue;
+    v1::TraceLabel updated;
+    updated.ParseFromString(l_payload[k]);
+    if (updated.feed_sequence() == l_feed[k]) continue;
+    updated.set_feed_sequence(l_feed[k]);
+    l_payload[k] = updated.SerializeAsString();
+  }
+  if (!l_trace.empty()) {
+    tx.exec_prepared("cap_write_labels", project_id, TextArray(l_trace), NumberArray(l_score),
+                     TextArray(l_flagged), NumberArray(l_version), NumberArray(l_time),
+                     NumberArray(l_feed), TextArray(l_implicit), ByteaArray(l_payload));
+  }
+  if (!settled_sessions.empty()) {
+    // Regenerate links of the settled sessions (derived signals written above included).
+    std::map<std::string, std::string> next;
+    std::map<std::string, std::pair<std::string, std::string>> where;  // trace -> session, area
     for (const auto& row :
-         tx.exec_prepared("cap_ev_sessions", project_id, TextArray(session_list))) {
-      const bool idle =
-          row[2].is_null() || FromMicrosValue(row[2].as<int64_t>()) < now - timeout;
-      session_state[row[0].as<std::string>()] = {row[1].as<int>(), idle};
+         tx.exec_prepared("cap_session_regenerations", project_id,
+                          TextArray(std::vector<std::string>(settled_sessions.begin(),
+                                                             settled_sessions.end())))) {
+      const v1::DerivedSignal derived = Parse<v1::DerivedSignal>(row[1]);
+      next[row[0].as<std::string>()] = derived.regenerate_pair().next_trace_id();
+      where[row[0].as<std::string>()] = {row[2].as<std::string>(), row[3].as<std::string>()};
     }
-    std::map<std::string, RaterStats> rater_stats;
-    if (!raters.empty()) {
-      const absl::Time since = now - ToDuration(rules.coverage().window());
-      for (const auto& row :
-           tx.exec_prepared("cap_ev_raters", project_id,
-                            TextArray(std::vector<std::string>(raters.begin(), raters.end())),
-                            ToMicros(since))) {
-        rater_stats[row[0].as<std::string>()] =
-            RaterStats{row[1].as<int>(), row[2].as<int>(), row[3].as<int>()};
-      }
+    std::vector<std::string> p_id, p_rejected, p_chosen, p_session, p_area;
+    for (const auto& [rejected, chosen] : ResolveRegenerateChains(next)) {
+      p_id.push_back(PairId(rejected, chosen));
+      p_rejected.push_back(rejected);
+      p_chosen.push_back(chosen);
+      p_session.push_back(where[rejected].first);
+      p_area.push_back(where[rejected].second);
     }
-    std::map<std::string, std::pair<bool, int64_t>> previous;
-    for (const auto& row : tx.exec_prepared("cap_ev_labels", project_id, TextArray(id_list))) {
-      previous[row[0].as<std::string>()] = {row[1].as<bool>(), row[2].as<int64_t>()};
+    if (!p_id.empty()) {
+      pqxx::result inserted =
+          tx.exec_prepared("cap_write_pairs", project_id, TextArray(p_id), TextArray(p_rejected),
+                           TextArray(p_chosen), TextArray(p_session), TextArray(p_area));
+      stats.pairs_built = static_cast<int>(inserted.affected_rows());
     }
-
-    // Decide.
-    std::vector<std::string> d_trace, d_payload, l_trace, l_payload;
-    std::vector<int> d_kind;
-    std::vector<int64_t> d_occur, l_version, l_time, l_feed;
-    std::vector<double> l_score;
-    std::vector<std::string> l_flagged;
-    std::vector<std::string> f_trace, f_reasons;
-    std::vector<int> f_type;
-    std::vector<int64_t> f_time, f_version;
-    std::vector<double> f_score;
-    std::vector<size_t> f_label_index;
-    std::vector<std::string> l_implicit;
-    std::set<std::string> settled_sessions;
-    for (auto& [id, item] : evidence) {
-      if (!item.trace.session_id().empty()) {
-        auto state = session_state.find(item.trace.session_id());
-        if (state != session_state.end()) {
-          item.session_turns = std::max(1, state->second.first);
-          item.session_idle = state->second.second;
-        }
-      }
-      for (const v1::Signal& signal : item.signals) {
-        auto it = rater_stats.find(signal.user_id());
-        if (it != rater_stats.end()) item.raters[signal.user_id()] = it->second;
-      }
-      LabelDecision decision = label(item, rules);
-      for (const v1::DerivedSignal& derived : decision.derived) {
-        d_trace.push_back(id);
-        d_kind.push_back(derived.signal_kind());
-        d_occur.push_back(ToMicros(ToTime(derived.occur_time())));
-        d_payload.push_back(derived.SerializeAsString());
-      }
-      const auto before = previous.find(id);
-      const bool was_flagged = before != previous.end() && before->second.first;
-      int64_t feed_sequence = before != previous.end() ? before->second.second : 0;
-      stats.flagged_before += was_flagged;
-      stats.flagged_after += decision.label.flagged();
-      stats.newly_flagged += decision.label.flagged() && !was_flagged;
-      stats.unflagged += was_flagged && !decision.label.flagged();
-      // A settled session (idle, this is its last trace) closes its regenerate chains.
-      if (item.session_idle && !item.next_trace.has_value() && !item.trace.session_id().empty()) {
-        settled_sessions.insert(item.trace.session_id());
-      }
-      bool implicit = false;
-      for (const v1::LabelReason& reason : decision.label.reasons()) {
-        implicit |= !IsExplicitKind(reason.signal_kind()) &&
-                    reason.signal_kind() != v1::SIGNAL_KIND_OUTCOME &&
-                    reason.signal_kind() != v1::SIGNAL_KIND_CUSTOM &&
-                    reason.vote() != v1::LABEL_VOTE_ABSTAIN;
-      }
-      l_implicit.push_back(implicit ? "t" : "f");
-      if (decision.label.flagged() != was_flagged) {
-        f_trace.push_back(id);
-        f_type.push_back(decision.label.flagged() ? v1::FLAGGED_FEED_ENTRY_TYPE_FLAGGED
-                                                  : v1::FLAGGED_FEED_ENTRY_TYPE_UNFLAGGED);
-        f_time.push_back(ToMicros(now));
-        f_score.push_back(decision.label.quality_score());
-        f_version.push_back(decision.label.rule_set_version());
-        v1::TraceLabel reasons_only;
-        *reasons_only.mutable_reasons() = decision.label.reasons();
-        f_reasons.push_back(reasons_only.SerializeAsString());
-        f_label_index.push_back(l_trace.size());
-      }
-      l_trace.push_back(id);
-      l_score.push_back(decision.label.quality_score());
-      l_flagged.push_back(decision.label.flagged() ? "t" : "f");
-      l_version.push_back(decision.label.rule_set_version());
-      l_time.push_back(ToMicros(ToTime(decision.label.label_time())));
-      l_feed.push_back(feed_sequence);
-      l_payload.push_back(decision.label.SerializeAsString());
-    }
-
-    stats.traces_labeled = static_cast<int>(l_trace.size());
-    if (!write) return stats;
-    // Write: derived signals, feed entries (sequence numbers last, to hold the counter
-    // lock briefly), labels, then forget the claimed queue rows.
-    const std::vector<std::string> present = l_trace;
-    tx.exec_prepared("cap_clear_derived", project_id, TextArray(present));
-    if (!d_trace.empty()) {
-      tx.exec_prepared("cap_write_derived", project_id, TextArray(d_trace),
-                       NumberArray(d_kind), NumberArray(d_occur), ByteaArray(d_payload));
-    }
-    if (!f_trace.empty()) {
-      const int64_t n = static_cast<int64_t>(f_trace.size());
-      const int64_t last = tx.exec_prepared1("cap_feed_take", project_id, n)[0].as<int64_t>();
-      std::vector<int64_t> f_sequence;
-      for (int64_t k = 0; k < n; ++k) {
-        f_sequence.push_back(last - n + 1 + k);
-        l_feed[f_label_index[k]] = f_sequence.back();
-      }
-      tx.exec_prepared("cap_feed_append", project_id, NumberArray(f_sequence),
-                       TextArray(f_trace), NumberArray(f_type), NumberArray(f_time),
-                       NumberArray(f_score), NumberArray(f_version), ByteaArray(f_reasons));
-      stats.feed_entries = static_cast<int>(n);
-    }
-    // Labels carry the sequence of their trace's latest feed entry.
-    for (size_t k = 0; k < l_trace.size(); ++k) {
-      if (l_feed[k] == 0) continue;
-      v1::TraceLabel updated;
-      updated.ParseFromString(l_payload[k]);
-      if (updated.feed_sequence() == l_feed[k]) continue;
-      updated.set_feed_sequence(l_feed[k]);
-      l_payload[k] = updated.SerializeAsString();
-    }
-    if (!l_trace.empty()) {
-      tx.exec_prepared("cap_write_labels", project_id, TextArray(l_trace),
-                       NumberArray(l_score), TextArray(l_flagged), NumberArray(l_version),
-                       NumberArray(l_time), NumberArray(l_feed), TextArray(l_implicit),
-                       ByteaArray(l_payload));
-    }
-    if (!settled_sessions.empty()) {
-      // Regenerate links of the settled sessions (derived signals written above included).
-      std::map<std::string, std::string> next;
-      std::map<std::string, std::pair<std::string, std::string>> where;  // trace -> session, area
-      for (const auto& row : tx.exec_prepared(
-               "cap_session_regenerations", project_id,
-               TextArray(std::vector<std::string>(settled_sessions.begin(),
-                                                  settled_sessions.end())))) {
-        const v1::DerivedSignal derived = Parse<v1::DerivedSignal>(row[1]);
-        next[row[0].as<std::string>()] = derived.regenerate_pair().next_trace_id();
-        where[row[0].as<std::string>()] = {row[2].as<std::string>(), row[3].as<std::string>()};
-      }
-      std::vector<std::string> p_id, p_rejected, p_chosen, p_session, p_area;
-      for (const auto& [rejected, chosen] : ResolveRegenerateChains(next)) {
-        p_id.push_back(PairId(rejected, chosen));
-        p_rejected.push_back(rejected);
-        p_chosen.push_back(chosen);
-        p_session.push_back(where[rejected].first);
-        p_area.push_back(where[rejected].second);
-      }
-      if (!p_id.empty()) {
-        pqxx::result inserted = tx.exec_prepared(
-            "cap_write_pairs", project_id, TextArray(p_id), TextArray(p_rejected),
-            TextArray(p_chosen), TextArray(p_session), TextArray(p_area));
-        stats.pairs_built = static_cast<int>(inserted.affected_rows());
-      }
-    }
+  }
   return stats;
 }
 
@@ -1076,12 +1080,11 @@ absl::Status PgCaptureRepository::StoreRedactionConfig(const std::string& projec
       *pool_, {},
       [&](pqxx::transaction_base& tx) {
         const pqxx::binarystring payload(config.SerializeAsString());
-        pqxx::result result =
-            expected_version == 0
-                ? tx.exec_prepared("cap_store_redaction", project_id, config.version(), payload,
-                                   expected_version)
-                : tx.exec_prepared("cap_update_redaction", project_id, config.version(), payload,
-                                   expected_version);
+        pqxx::result result = expected_version == 0
+                                  ? tx.exec_prepared("cap_store_redaction", project_id,
+                                                     config.version(), payload, expected_version)
+                                  : tx.exec_prepared("cap_update_redaction", project_id,
+                                                     config.version(), payload, expected_version);
         if (result.affected_rows() == 0) {
           return absl::AbortedError("expected_version: the config changed; re-read and retry");
         }
@@ -1108,7 +1111,8 @@ v1::RelabelJob JobFromRow(const pqxx::row& row) {
   job.set_newly_flagged(row[11].as<int64_t>());
   job.set_unflagged(row[12].as<int64_t>());
   *job.mutable_create_time() = ToProto(FromMicrosValue(row[13].as<int64_t>()));
-  if (!row[14].is_null()) *job.mutable_start_time() = ToProto(FromMicrosValue(row[14].as<int64_t>()));
+  if (!row[14].is_null())
+    *job.mutable_start_time() = ToProto(FromMicrosValue(row[14].as<int64_t>()));
   if (!row[15].is_null()) {
     *job.mutable_finish_time() = ToProto(FromMicrosValue(row[15].as<int64_t>()));
   }
@@ -1118,7 +1122,8 @@ v1::RelabelJob JobFromRow(const pqxx::row& row) {
 
 }  // namespace
 
-absl::StatusOr<StoredRelabelJob> PgCaptureRepository::CreateRelabelJob(const StoredRelabelJob& job) {
+absl::StatusOr<StoredRelabelJob> PgCaptureRepository::CreateRelabelJob(
+    const StoredRelabelJob& job) {
   StoredRelabelJob stored;
   absl::Status status = db::RunInTransaction(
       *pool_, {},
@@ -1196,9 +1201,9 @@ absl::StatusOr<bool> PgCaptureRepository::RelabelStep(int limit,
         const std::string cursor = state[5].is_null() ? "" : absl::StrCat(state[5].as<int64_t>());
         std::vector<std::string> ids;
         int64_t last_start = 0;
-        for (const auto& row : tx.exec_prepared("cap_job_chunk", project_id, state[1].as<int64_t>(),
-                                                state[2].as<int64_t>(), cursor,
-                                                state[6].as<std::string>(), limit)) {
+        for (const auto& row :
+             tx.exec_prepared("cap_job_chunk", project_id, state[1].as<int64_t>(),
+                              state[2].as<int64_t>(), cursor, state[6].as<std::string>(), limit)) {
           ids.push_back(row[0].as<std::string>());
           last_start = row[1].as<int64_t>();
         }
@@ -1207,14 +1212,13 @@ absl::StatusOr<bool> PgCaptureRepository::RelabelStep(int limit,
                            static_cast<int>(v1::RELABEL_JOB_STATE_SUCCEEDED), "");
           return absl::OkStatus();
         }
-        const v1::LabelRuleSet rules =
-            version == 1 ? CurrentRules(tx, project_id, 1, default_rules)
-                         : CurrentRules(tx, project_id, version, default_rules);
+        const v1::LabelRuleSet rules = version == 1
+                                           ? CurrentRules(tx, project_id, 1, default_rules)
+                                           : CurrentRules(tx, project_id, version, default_rules);
         const LabelPassStats stats = LabelTraces(tx, project_id, ids, rules, now, label, !dry_run);
-        tx.exec_prepared("cap_job_progress", project_id, job_id,
-                         static_cast<int64_t>(ids.size()), stats.flagged_before,
-                         stats.flagged_after, stats.newly_flagged, stats.unflagged, last_start,
-                         ids.back());
+        tx.exec_prepared("cap_job_progress", project_id, job_id, static_cast<int64_t>(ids.size()),
+                         stats.flagged_before, stats.flagged_after, stats.newly_flagged,
+                         stats.unflagged, last_start, ids.back());
         return absl::OkStatus();
       },
       logger_);
@@ -1230,11 +1234,11 @@ absl::StatusOr<std::vector<v1::PreferencePair>> PgCaptureRepository::ListPrefere
       *pool_, {},
       [&](pqxx::transaction_base& tx) {
         pairs.clear();
-        for (const auto& row : tx.exec_prepared(
-                 "cap_list_pairs", project_id, OptionalMicros(filter.created_after),
-                 OptionalMicros(filter.created_before), filter.feature_area,
-                 after.has_value() ? absl::StrCat(ToMicros(after->created)) : "",
-                 after.has_value() ? after->pair_id : "", limit)) {
+        for (const auto& row :
+             tx.exec_prepared("cap_list_pairs", project_id, OptionalMicros(filter.created_after),
+                              OptionalMicros(filter.created_before), filter.feature_area,
+                              after.has_value() ? absl::StrCat(ToMicros(after->created)) : "",
+                              after.has_value() ? after->pair_id : "", limit)) {
           v1::PreferencePair pair;
           pair.set_pair_id(row[0].as<std::string>());
           pair.set_rejected_trace_id(row[1].as<std::string>());

@@ -27,12 +27,9 @@ class PgCaptureRepository : public CaptureRepository {
                                                     const TraceFilter& filter,
                                                     const std::optional<TraceCursor>& after,
                                                     int limit) override;
-  absl::StatusOr<std::vector<v1::Signal>> ListSignals(const std::string& project_id,
-                                                      const std::string& trace_id,
-                                                      const std::string& session_id,
-                                                      const std::vector<int>& kinds,
-                                                      const std::optional<SignalCursor>& after,
-                                                      int limit) override;
+  absl::StatusOr<std::vector<v1::Signal>> ListSignals(
+      const std::string& project_id, const std::string& trace_id, const std::string& session_id,
+      const std::vector<int>& kinds, const std::optional<SignalCursor>& after, int limit) override;
   absl::StatusOr<FeedPage> ReadFeed(const std::string& project_id, int64_t after_sequence,
                                     int max_items) override;
   absl::StatusOr<std::optional<v1::LabelRuleSet>> GetRuleSet(const std::string& project_id,
@@ -43,15 +40,16 @@ class PgCaptureRepository : public CaptureRepository {
                                              absl::Time now, const LabelFunction& label) override;
   absl::StatusOr<int> SweepIdleSessions(absl::Duration default_timeout, int limit) override;
   absl::Status StoreRuleSet(const std::string& project_id, const v1::LabelRuleSet& rules) override;
-  absl::StatusOr<std::vector<v1::LabelRuleSet>> ListRuleSets(const std::string& project_id) override;
+  absl::StatusOr<std::vector<v1::LabelRuleSet>> ListRuleSets(
+      const std::string& project_id) override;
   absl::Status StoreRedactionConfig(const std::string& project_id,
                                     const v1::RedactionConfig& config,
                                     int64_t expected_version) override;
   absl::StatusOr<StoredRelabelJob> CreateRelabelJob(const StoredRelabelJob& job) override;
   absl::StatusOr<std::optional<v1::RelabelJob>> GetRelabelJob(const std::string& project_id,
                                                               const std::string& job_id) override;
-  absl::StatusOr<bool> RelabelStep(int limit, const v1::LabelRuleSet& default_rules,
-                                   absl::Time now, const LabelFunction& label) override;
+  absl::StatusOr<bool> RelabelStep(int limit, const v1::LabelRuleSet& default_rules, absl::Time now,
+                                   const LabelFunction& label) override;
   absl::StatusOr<std::vector<v1::PreferencePair>> ListPreferencePairs(
       const std::string& project_id, const PairFilter& filter,
       const std::optional<PairCursor>& after, int limit) override;

@@ -68,7 +68,8 @@ class RedactionTest : public ::testing::Test {
 TEST_F(RedactionTest, DefaultConfigEnablesEveryBuiltinDetector) {
   const v1::RedactionConfig config = Redactor::DefaultConfig();
   std::map<v1::BuiltinDetector, bool> enabled;
-  for (const auto& setting : config.builtin_detectors()) enabled[setting.detector()] = setting.enabled();
+  for (const auto& setting : config.builtin_detectors())
+    enabled[setting.detector()] = setting.enabled();
   EXPECT_THAT(enabled, UnorderedElementsAre(Pair(v1::BUILTIN_DETECTOR_EMAIL, true),
                                             Pair(v1::BUILTIN_DETECTOR_PHONE, true),
                                             Pair(v1::BUILTIN_DETECTOR_CARD_NUMBER, true),
@@ -134,9 +135,9 @@ TEST_F(RedactionTest, LuhnValidCardNumbersAreReplaced) {
 }
 
 TEST_F(RedactionTest, CardNumberNextToOtherDigitGroupsIsStillReplaced) {
-  for (const std::string text : {"Card 4111111111111111 12/27 cvv 123",
-                                 "Card 4111 1111 1111 1111 123 is mine",
-                                 "Ref 12 4111-1111-1111-1111 is mine"}) {
+  for (const std::string text :
+       {"Card 4111111111111111 12/27 cvv 123", "Card 4111 1111 1111 1111 123 is mine",
+        "Ref 12 4111-1111-1111-1111 is mine"}) {
     const std::string out = Redact(text);
     EXPECT_THAT(out, Not(HasSubstr("4111"))) << text;
     EXPECT_THAT(out, HasSubstr("[REDACTED:card_number]")) << text;
@@ -194,8 +195,8 @@ TEST_F(RedactionTest, Ipv4AddressIsReplaced) {
 }
 
 TEST_F(RedactionTest, Ipv6AddressesFullAndCompressedAreReplaced) {
-  for (const std::string ip : {"2001:0db8:85a3:0000:0000:8a2e:0370:7334", "fe80::1ff:fe23:4567:890a",
-                               "2001:db8::8a2e:370:7334"}) {
+  for (const std::string ip : {"2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+                               "fe80::1ff:fe23:4567:890a", "2001:db8::8a2e:370:7334"}) {
     const std::string out = Redact("from " + ip + " yesterday");
     EXPECT_THAT(out, Not(HasSubstr(ip))) << ip;
     EXPECT_THAT(out, HasSubstr("[REDACTED:ip_address]")) << ip;
@@ -227,9 +228,8 @@ TEST_F(RedactionTest, CountsAccumulateAcrossCalls) {
 TEST_F(RedactionTest, EmptyConfigEnablesEveryBuiltinDetector) {
   auto redactor = Make(v1::RedactionConfig());
   ASSERT_NE(redactor, nullptr);
-  const std::string out =
-      Redact("x@example.io 415-555-2671 4111111111111111 AKIAIOSFODNN7EXAMPLE 10.1.2.3",
-             redactor.get());
+  const std::string out = Redact(
+      "x@example.io 415-555-2671 4111111111111111 AKIAIOSFODNN7EXAMPLE 10.1.2.3", redactor.get());
   EXPECT_THAT(ByDetector(counts_),
               UnorderedElementsAre(Pair("email", 1), Pair("phone", 1), Pair("card_number", 1),
                                    Pair("api_key", 1), Pair("ip_address", 1)));

@@ -27,8 +27,8 @@ bool ValidRuleId(const std::string& id) {
   return true;
 }
 
-absl::Status CheckRange(const common::v1::DoubleRange& range, const std::string& field,
-                        double lo, double hi) {
+absl::Status CheckRange(const common::v1::DoubleRange& range, const std::string& field, double lo,
+                        double hi) {
   if (range.has_min() && (!std::isfinite(range.min()) || range.min() < lo || range.min() > hi)) {
     return Invalid(field + ".min", absl::StrCat("in [", lo, ", ", hi, "]"));
   }
@@ -195,7 +195,8 @@ absl::Status ValidateRuleSet(const v1::LabelRuleSet& rules, const v1::LabelRuleS
   for (int i = 0; i < rules.reason_categories_size(); ++i) {
     const auto& category = rules.reason_categories(i);
     const std::string field = absl::StrCat("rule_set.reason_categories[", i, "]");
-    if (!IsValidId(category.id(), 64)) return Invalid(field + ".id", "1..64 of A-Z a-z 0-9 . _ : -");
+    if (!IsValidId(category.id(), 64))
+      return Invalid(field + ".id", "1..64 of A-Z a-z 0-9 . _ : -");
     if (!categories.insert(category.id()).second) return Invalid(field + ".id", "duplicate id");
     if (category.display_name().empty() || category.display_name().size() > 128) {
       return Invalid(field + ".display_name", "1..128 bytes");
@@ -222,7 +223,8 @@ absl::Status ValidateRuleSet(const v1::LabelRuleSet& rules, const v1::LabelRuleS
       return Invalid(field + ".weight", "in (0, 100]");
     }
     if (!rule.has_match()) return Invalid(field + ".match", "required");
-    if (absl::Status status = CheckMatch(rule.match(), field + ".match", categories); !status.ok()) {
+    if (absl::Status status = CheckMatch(rule.match(), field + ".match", categories);
+        !status.ok()) {
       return status;
     }
   }
@@ -233,11 +235,11 @@ absl::Status ValidateRuleSet(const v1::LabelRuleSet& rules, const v1::LabelRuleS
     return Invalid("rule_set.prior_strength", "in (0, 100]");
   }
   RETURN_IF_ERROR(CheckDuration(rules.decay_half_life(), "rule_set.decay_half_life",
-                                   absl::Hours(24), absl::Hours(24 * 3650), true));
+                                absl::Hours(24), absl::Hours(24 * 3650), true));
   if (!rules.has_coverage()) return Invalid("rule_set.coverage", "required");
   const auto& coverage = rules.coverage();
   RETURN_IF_ERROR(CheckDuration(coverage.window(), "rule_set.coverage.window", absl::Hours(24),
-                                   absl::Hours(24 * 365), false));
+                                absl::Hours(24 * 365), false));
   if (!(coverage.loudness_exponent() >= 0 && coverage.loudness_exponent() <= 2)) {
     return Invalid("rule_set.coverage.loudness_exponent", "in [0, 2]");
   }
@@ -248,12 +250,12 @@ absl::Status ValidateRuleSet(const v1::LabelRuleSet& rules, const v1::LabelRuleS
     return Invalid("rule_set.coverage.invariant_rater_factor", "in (0, 1]");
   }
   RETURN_IF_ERROR(CheckDuration(rules.abandonment_timeout(), "rule_set.abandonment_timeout",
-                                   absl::Minutes(1), absl::Hours(24), false));
+                                absl::Minutes(1), absl::Hours(24), false));
   if (!(rules.rephrase_similarity_threshold() > 0 && rules.rephrase_similarity_threshold() <= 1)) {
     return Invalid("rule_set.rephrase_similarity_threshold", "in (0, 1]");
   }
   RETURN_IF_ERROR(CheckDuration(rules.rephrase_max_gap(), "rule_set.rephrase_max_gap",
-                                   absl::Seconds(1), absl::Hours(24), false));
+                                absl::Seconds(1), absl::Hours(24), false));
   const auto& band = rules.good_enough_edit_band();
   if (!band.has_min() || !band.has_max()) {
     return Invalid("rule_set.good_enough_edit_band", "both bounds required");
@@ -326,7 +328,8 @@ absl::StatusOr<v1::RedactionConfig> MergeRedactionConfig(const v1::RedactionConf
         options.set_max_mem(1 << 20);
         RE2 compiled(pattern.pattern(), options);
         if (!compiled.ok()) return Invalid(field + ".pattern", "does not compile as RE2");
-        if (RE2::FullMatch("", compiled)) return Invalid(field + ".pattern", "matches the empty string");
+        if (RE2::FullMatch("", compiled))
+          return Invalid(field + ".pattern", "matches the empty string");
       }
       *merged.mutable_custom_patterns() = update.custom_patterns();
     } else {

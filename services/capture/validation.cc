@@ -23,8 +23,8 @@ bool HasControl(const std::string& text) {
   return false;
 }
 
-std::optional<FieldError> CheckId(const std::string& value, const std::string& field,
-                                  bool required, size_t max = kMaxIdBytes) {
+std::optional<FieldError> CheckId(const std::string& value, const std::string& field, bool required,
+                                  size_t max = kMaxIdBytes) {
   if (value.empty()) {
     if (required) return Invalid(field, "required");
     return std::nullopt;
@@ -139,7 +139,7 @@ v1::SignalKind KindOf(const v1::Signal& signal) {
     case v1::Signal::kExplicitFeedback: {
       const auto& feedback = signal.explicit_feedback();
       if (feedback.value_case() == v1::ExplicitFeedback::kThumb) {
-        return feedback.thumb() == v1::THUMB_UP ? v1::SIGNAL_KIND_THUMBS_UP
+        return feedback.thumb() == v1::THUMB_UP     ? v1::SIGNAL_KIND_THUMBS_UP
                : feedback.thumb() == v1::THUMB_DOWN ? v1::SIGNAL_KIND_THUMBS_DOWN
                                                     : v1::SIGNAL_KIND_UNSPECIFIED;
       }
@@ -198,7 +198,8 @@ std::optional<FieldError> ValidateTrace(const v1::Trace& trace, const Validation
       if (message.role().empty() || message.role().size() > 32 || HasControl(message.role())) {
         return Invalid(prefix + ".role", "1..32 bytes, no control characters");
       }
-      if (message.name().size() > kMaxNameBytes) return Invalid(prefix + ".name", "at most 128 bytes");
+      if (message.name().size() > kMaxNameBytes)
+        return Invalid(prefix + ".name", "at most 128 bytes");
       if (auto e = CheckText(message.content(), prefix + ".content", kMaxInputBytes)) return e;
       total += message.content().size();
     }
@@ -315,8 +316,8 @@ std::optional<FieldError> ValidateSignal(const v1::Signal& signal,
           break;
         case v1::ImplicitSignal::kEdit:
           if (implicit.edit().edit_case() == v1::EditSignal::kFinalText) {
-            if (auto e = CheckText(implicit.edit().final_text(),
-                                   "implicit_signal.edit.final_text", kMaxOutputBytes)) {
+            if (auto e = CheckText(implicit.edit().final_text(), "implicit_signal.edit.final_text",
+                                   kMaxOutputBytes)) {
               return e;
             }
           } else if (implicit.edit().edit_case() == v1::EditSignal::kEditRatio) {
@@ -344,7 +345,8 @@ std::optional<FieldError> ValidateSignal(const v1::Signal& signal,
           if (!implicit.dwell().has_duration()) {
             return Invalid("implicit_signal.dwell.duration", "required");
           }
-          if (auto e = CheckDuration(implicit.dwell().duration(), "implicit_signal.dwell.duration")) {
+          if (auto e =
+                  CheckDuration(implicit.dwell().duration(), "implicit_signal.dwell.duration")) {
             return e;
           }
           if (implicit.dwell().duration().seconds() > 24 * 3600 ||

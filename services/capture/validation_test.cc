@@ -836,8 +836,9 @@ TEST(ValidateSignalTest, RegenerateAttemptNumberOneOrNegativeIsInvalidArgument) 
 TEST(ValidateSignalTest, MalformedNewTraceIdsAreInvalidArgument) {
   v1::Signal signal = ImplicitBase();
   signal.mutable_implicit_signal()->mutable_regenerate()->set_new_trace_id("trace 2");
-  EXPECT_THAT(ValidateSignal(signal, Secret()),
-              RejectedWith(StatusCode::kInvalidArgument, "implicit_signal.regenerate.new_trace_id"));
+  EXPECT_THAT(
+      ValidateSignal(signal, Secret()),
+      RejectedWith(StatusCode::kInvalidArgument, "implicit_signal.regenerate.new_trace_id"));
   signal.mutable_implicit_signal()->mutable_rephrase()->set_new_trace_id("trace/2");
   EXPECT_THAT(ValidateSignal(signal, Secret()),
               RejectedWith(StatusCode::kInvalidArgument, "implicit_signal.rephrase.new_trace_id"));
@@ -884,9 +885,9 @@ TEST(ValidateSignalTest, RephraseTextOver256KiBIsResourceExhausted) {
   v1::Signal signal = ImplicitBase();
   signal.mutable_implicit_signal()->mutable_rephrase()->set_new_input_text(
       std::string(256 * 1024 + 1, 'r'));
-  EXPECT_THAT(ValidateSignal(signal, Secret()),
-              RejectedWith(StatusCode::kResourceExhausted,
-                           "implicit_signal.rephrase.new_input_text"));
+  EXPECT_THAT(
+      ValidateSignal(signal, Secret()),
+      RejectedWith(StatusCode::kResourceExhausted, "implicit_signal.rephrase.new_input_text"));
 }
 
 TEST(ValidateSignalTest, DwellWithoutDurationIsInvalidArgument) {
@@ -985,8 +986,7 @@ TEST(ValidateSignalTest, CustomValueTooDeepOrNaNIsInvalidArgument) {
   EXPECT_THAT(ValidateSignal(signal, Secret()),
               RejectedWith(StatusCode::kInvalidArgument, "custom.value"));
   signal.mutable_custom()->mutable_value()->Clear();
-  (*signal.mutable_custom()->mutable_value()->mutable_fields())["x"].set_number_value(
-      std::nan(""));
+  (*signal.mutable_custom()->mutable_value()->mutable_fields())["x"].set_number_value(std::nan(""));
   EXPECT_THAT(ValidateSignal(signal, Secret()),
               RejectedWith(StatusCode::kInvalidArgument, "custom.value"));
 }

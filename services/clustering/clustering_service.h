@@ -6,9 +6,10 @@
 
 namespace flywheel::clustering {
 
-// gRPC handler of flywheel.clustering.v1.ClusteringService: translates, authorizes and maps status codes.
-// Until an RPC is implemented it answers UNIMPLEMENTED (the callback base class's default).
-class ClusteringServiceHandler final : public ::flywheel::clustering::v1::ClusteringService::CallbackService {
+// gRPC handler of flywheel.clustering.v1.ClusteringService: translates, authorizes and maps status
+// codes. Until an RPC is implemented it answers UNIMPLEMENTED (the callback base class's default).
+class ClusteringServiceHandler final
+    : public ::flywheel::clustering::v1::ClusteringService::CallbackService {
  public:
   ClusteringServiceHandler(auth::Authenticator* authenticator, Logger* logger)
       : authenticator_(authenticator), logger_(logger) {}

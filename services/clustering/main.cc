@@ -12,8 +12,9 @@ int main(int argc, char** argv) {
   spec.description = "groups flagged traces into named failure themes";
   spec.wire = [](flywheel::ServiceEnv& env) -> absl::StatusOr<flywheel::ServiceParts> {
     flywheel::ServiceParts parts;
-    parts.services.emplace_back(std::make_unique<ClusteringServiceHandler>(&env.authenticator, &env.logger),
-                                ::flywheel::clustering::v1::ClusteringService::service_full_name());
+    parts.services.emplace_back(
+        std::make_unique<ClusteringServiceHandler>(&env.authenticator, &env.logger),
+        ::flywheel::clustering::v1::ClusteringService::service_full_name());
     return parts;
   };
   return flywheel::RunServiceMain(argc, argv, spec);

@@ -66,8 +66,8 @@ std::string HttpGet(int port, const std::string& path) {
 }
 
 std::vector<std::string> Args(const TestDatabase& db) {
-  return {"--database_url=" + db.conninfo(), "--listen=127.0.0.1:0",
-          "--metrics_listen=127.0.0.1:0", "--shutdown_grace=5s", "--log_level=warning"};
+  return {"--database_url=" + db.conninfo(), "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+          "--shutdown_grace=5s", "--log_level=warning"};
 }
 
 TEST(ServicesE2eTest, AllFourMigrateAnEmptyDatabaseTogetherServeAndDrainOnSigterm) {

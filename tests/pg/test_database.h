@@ -9,10 +9,10 @@ namespace flywheel::testing {
 
 // A fresh PostgreSQL database for one test, dropped (with FORCE) when destroyed.
 //
-// The throwaway cluster is started by the CTest fixture (scripts/pg.sh, wired in tests/CMakeLists.txt), which exports
-// FLYWHEEL_TEST_PG, a libpq connection string to its maintenance database, and creates
-// `flywheel_template` with every migration applied. Cloning the template takes a few tens of
-// milliseconds, so each test gets its own database.
+// The throwaway cluster is started by the CTest fixture (scripts/pg.sh, wired in
+// tests/CMakeLists.txt), which exports FLYWHEEL_TEST_PG, a libpq connection string to its
+// maintenance database, and creates `flywheel_template` with every migration applied. Cloning the
+// template takes a few tens of milliseconds, so each test gets its own database.
 class TestDatabase {
  public:
   enum class Kind {
