@@ -117,6 +117,8 @@ Flywheel is up. Database: $database_url
 Try:  build/bin/flywheel health --address 127.0.0.1:50051
       psql "$database_url" -c '\dn'
 Stop: bash scripts/down.sh
-(The demo scenario that feeds traffic through the loop joins this command with the end-to-end
- loop work; today the four services serve health, reflection and metrics.)
+Capture (docs/capture.md) and eval-set (docs/evalset.md) answer their APIs with the key in
+.flywheel/demo-secret.key; clustering and annotation-queue serve health and metrics only so far.
+(The demo scenario that feeds traffic through the whole loop joins this command with the
+ end-to-end loop work.)
 TXT
