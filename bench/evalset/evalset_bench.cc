@@ -67,12 +67,15 @@ int Main(int argc, char** argv) {
   int repeat = 3;
   std::string psql = "psql";
   bool reuse = false;
+  LogicOptions options;
   FlagSet flags("evalset_bench", "StreamCases of a whole snapshot vs psql \\copy of its rows");
   flags.String("database_url", &database_url, "a migrated, disposable database (libpq conninfo)");
   flags.Int("cases", &cases, "cases in the set");
   flags.Int("repeat", &repeat, "timed repetitions of each side (the median is reported)");
   flags.String("psql", &psql, "psql binary for the \\copy baseline");
   flags.Bool("reuse", &reuse, "reuse the set loaded by an earlier run of the bench");
+  flags.Int("page_rows", &options.stream_fetch_rows, "rows per page read by the stream");
+  flags.Int("read_ahead", &options.stream_read_ahead, "pages read concurrently by the stream");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok() || flags.help_requested()) {
     std::fprintf(stderr, "%s\n%s", std::string(s.message()).c_str(), flags.Usage().c_str());
     return flags.help_requested() ? 0 : 2;
@@ -95,7 +98,7 @@ int Main(int argc, char** argv) {
   if (!key.ok()) return 1;
   auth::Authenticator authenticator(&tenancy);
   PgEvalSetRepository repository(&pool, &logger);
-  EvalSetLogic logic(&repository, nullptr);
+  EvalSetLogic logic(&repository, nullptr, options);
 
   v1::CreateEvalSetRequest create;
   create.mutable_eval_set()->set_eval_set_id("bench-set");
@@ -198,7 +201,8 @@ int Main(int argc, char** argv) {
     const auto start = Clock::now();
     SnapshotQuery query;
     query.version = version;
-    SnapshotPager pager(&repository, project, "bench-set", query, 2000);
+    SnapshotPager pager(&repository, project, "bench-set", query, options.stream_fetch_rows,
+                        options.stream_read_ahead);
     int64_t read = 0;
     while (true) {
       auto page = pager.NextPage();
@@ -225,8 +229,8 @@ int Main(int argc, char** argv) {
   }
   const double c = Median(copy_times);
   std::printf("psql \\copy of the same rows to /dev/null: %.3f s (%.0f rows/s)\n", c, cases / c);
-  std::printf("repository page reads alone (2000 rows/page, 2 ahead): %.3f s\n",
-              Median(fetch_times));
+  std::printf("repository page reads alone (%d rows/page, %d ahead): %.3f s\n",
+              options.stream_fetch_rows, options.stream_read_ahead, Median(fetch_times));
   for (auto& [label, times, ratios] :
        {std::tuple<const char*, std::vector<double>&, std::vector<double>&>{"100", stream100,
                                                                             ratio100},

@@ -47,9 +47,9 @@ class CaseStreamSource : public MessageSource<v1::StreamCasesResponse> {
  public:
   CaseStreamSource(EvalSetRepository* repository, std::string project, std::string eval_set_id,
                    SnapshotQuery query, v1::StreamCasesResponse header, int per_message,
-                   int fetch_rows)
-      : pager_(repository, std::move(project), std::move(eval_set_id), std::move(query),
-               fetch_rows),
+                   int fetch_rows, int read_ahead)
+      : pager_(repository, std::move(project), std::move(eval_set_id), std::move(query), fetch_rows,
+               read_ahead),
         header_(std::move(header)),
         per_message_(per_message) {}
 
@@ -480,7 +480,7 @@ absl::StatusOr<std::unique_ptr<MessageSource<v1::StreamCasesResponse>>> EvalSetL
   }
   return std::make_unique<CaseStreamSource>(repository_, project, request.eval_set_id(),
                                             std::move(query), std::move(header), per_message,
-                                            options_.stream_fetch_rows);
+                                            options_.stream_fetch_rows, options_.stream_read_ahead);
 }
 
 }  // namespace flywheel::evalset

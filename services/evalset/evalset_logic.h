@@ -45,8 +45,10 @@ struct LogicOptions {
   int64_t max_live_cases_per_set = 100000;
   int64_t max_versions_per_set = 1000000;
   int64_t max_tags_per_set = 100;
-  // Rows read per database round trip by streams and exports.
+  // Rows read per database round trip by streams and exports, and how many such pages are read
+  // concurrently ahead of the one being sent (each holds a pool connection while it runs).
   int stream_fetch_rows = 2000;
+  int stream_read_ahead = 2;
   // Embedded cases kept in memory for FindNearestCases.
   size_t novelty_cache_cases = 400000;
 };

@@ -25,11 +25,12 @@ class ExportSourceImpl : public MessageSource<v1::ExportEvalSetResponse> {
  public:
   ExportSourceImpl(EvalSetRepository* repository, std::string project, ExportSource source,
                    v1::ExportFormat format, SnapshotQuery query, v1::ExportEvalSetResponse header,
-                   size_t chunk_bytes, int fetch_rows, std::string first_line,
+                   size_t chunk_bytes, int fetch_rows, int read_ahead, std::string first_line,
                    std::vector<PreferencePair> pairs)
       : source_(std::move(source)),
         format_(format),
-        pager_(repository, std::move(project), source_.eval_set_id, std::move(query), fetch_rows),
+        pager_(repository, std::move(project), source_.eval_set_id, std::move(query), fetch_rows,
+               read_ahead),
         header_(std::move(header)),
         chunk_bytes_(chunk_bytes),
         pairs_(std::move(pairs)) {
@@ -201,10 +202,10 @@ EvalSetLogic::ExportEvalSet(const std::string& project, const v1::ExportEvalSetR
   if (request.format() == v1::EXPORT_FORMAT_FLYWHEEL_JSONL && request.after_case_id().empty()) {
     first_line = FlywheelHeaderLine(source, count, now);
   }
-  return std::make_unique<ExportSourceImpl>(repository_, project, std::move(source),
-                                            request.format(), std::move(query), std::move(header),
-                                            static_cast<size_t>(chunk), options_.stream_fetch_rows,
-                                            std::move(first_line), std::move(pairs));
+  return std::make_unique<ExportSourceImpl>(
+      repository_, project, std::move(source), request.format(), std::move(query),
+      std::move(header), static_cast<size_t>(chunk), options_.stream_fetch_rows,
+      options_.stream_read_ahead, std::move(first_line), std::move(pairs));
 }
 
 }  // namespace flywheel::evalset

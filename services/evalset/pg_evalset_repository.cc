@@ -1,5 +1,6 @@
 #include "services/evalset/pg_evalset_repository.h"
 
+#include <array>
 #include <charconv>
 #include <pqxx/pqxx>
 
@@ -140,11 +141,14 @@ int64_t FastInt(const pqxx::field& field) {
   return value;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return c - 'A' + 10;
-}
+// Hex digit values; 0 for anything else (Postgres only ever sends valid hex).
+constexpr std::array<uint8_t, 256> kHexValues = [] {
+  std::array<uint8_t, 256> table{};
+  for (int c = '0'; c <= '9'; ++c) table[c] = static_cast<uint8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) table[c] = static_cast<uint8_t>(c - 'a' + 10);
+  for (int c = 'A'; c <= 'F'; ++c) table[c] = static_cast<uint8_t>(c - 'A' + 10);
+  return table;
+}();
 
 // Parses a bytea column holding a serialized message. Postgres sends bytea as "\x<hex>" (the
 // default bytea_output); anything else goes through libpq's decoder.
@@ -158,7 +162,8 @@ bool ParseByteaMessage(const pqxx::field& field, google::protobuf::Message* mess
   thread_local std::string buffer;
   buffer.resize((size - 2) / 2);
   for (size_t i = 0; i < buffer.size(); ++i) {
-    buffer[i] = static_cast<char>((HexValue(text[2 + 2 * i]) << 4) | HexValue(text[3 + 2 * i]));
+    buffer[i] = static_cast<char>((kHexValues[static_cast<uint8_t>(text[2 + 2 * i])] << 4) |
+                                  kHexValues[static_cast<uint8_t>(text[3 + 2 * i])]);
   }
   return message->ParseFromArray(buffer.data(), static_cast<int>(buffer.size()));
 }
