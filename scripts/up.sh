@@ -69,9 +69,12 @@ for entry in "${services[@]}"; do
   pid_file="$state/run/$name.pid"
   stop_service "$name"
   rm -f "$state/run/$name.ports"
+  extra=()
+  # Eval-set exports DPO pairs from capture's preference pairs.
+  [ "$name" = evalset ] && extra=(--capture_address 127.0.0.1:50051)
   FLYWHEEL_DATABASE_URL="$database_url" setsid "$bin/flywheel-$name" \
     --listen "127.0.0.1:$port" --metrics_listen "127.0.0.1:$metrics_port" \
-    --port_file "$state/run/$name.ports" </dev/null >>"$state/logs/$name.log" 2>&1 &
+    --port_file "$state/run/$name.ports" "${extra[@]}" </dev/null >>"$state/logs/$name.log" 2>&1 &
   echo $! >"$pid_file"
 done
 for entry in "${services[@]}"; do
