@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/db/pg_array.h"
 #include "common/db/transaction.h"
 #include "common/status/status_macros.h"
 
@@ -63,21 +64,6 @@ std::string NullableBytes(const std::optional<std::string>& bytes) {
 }
 #define NULLABLE_BYTEA(n) \
   "CASE WHEN $" #n " = '' THEN NULL ELSE decode(substr($" #n ", 2), 'hex') END"
-
-// A text[] literal for a bound parameter; every element quoted and escaped.
-std::string ArrayLiteral(const std::vector<std::string>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out += ',';
-    out += '"';
-    for (char c : values[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  return out + "}";
-}
 
 template <typename T>
 std::string IntArrayLiteral(const std::vector<T>& values) {
@@ -268,7 +254,7 @@ class PgSetWriteTx final : public SetWriteTx {
     std::vector<CaseIdentity> out;
     if (case_ids.empty() && case_keys.empty()) return out;
     for (const auto& row : tx_.exec_prepared("evals_find_cases", project_, set_.eval_set_id,
-                                             ArrayLiteral(case_ids), ArrayLiteral(case_keys))) {
+                                             db::TextArray(case_ids), db::TextArray(case_keys))) {
       out.push_back(CaseIdentity{row[0].as<std::string>(), row[1].as<std::string>(),
                                  row[2].as<int64_t>(), row[3].as<int64_t>(), row[4].as<int32_t>(),
                                  row[5].as<std::string>()});
@@ -298,12 +284,12 @@ class PgSetWriteTx final : public SetWriteTx {
       tags.push_back(absl::StrJoin(r.content.tags(), ","));
       inputs.push_back(r.input_text);
     }
-    tx_.exec_prepared("evals_insert_cases", project_, set_.eval_set_id, version, ArrayLiteral(ids),
-                      ArrayLiteral(keys), ArrayLiteral(digests));
+    tx_.exec_prepared("evals_insert_cases", project_, set_.eval_set_id, version, db::TextArray(ids),
+                      db::TextArray(keys), db::TextArray(digests));
     tx_.exec_prepared("evals_insert_first_revisions", project_, set_.eval_set_id, version,
-                      ArrayLiteral(ids), ArrayLiteral(contents), ArrayLiteral(digests),
-                      ArrayLiteral(theme_ids), ArrayLiteral(theme_names), ArrayLiteral(tags),
-                      ArrayLiteral(inputs));
+                      db::TextArray(ids), db::TextArray(contents), db::TextArray(digests),
+                      db::TextArray(theme_ids), db::TextArray(theme_names), db::TextArray(tags),
+                      db::TextArray(inputs));
     return absl::OkStatus();
   }
 
@@ -370,7 +356,7 @@ class PgSetWriteTx final : public SetWriteTx {
     tx_.exec_prepared("evals_insert_revision", project_, set_.eval_set_id, revision.case_id,
                       revision.revision, version, content, revision.content_digest,
                       revision.content.theme().theme_id(), revision.content.theme().name(),
-                      ArrayLiteral(tags), revision.input_text);
+                      db::TextArray(tags), revision.input_text);
   }
 
   pqxx::transaction_base& tx_;
@@ -390,7 +376,7 @@ class PgRunWriteTx final : public RunWriteTx {
     std::map<std::string, PinnedCase> out;
     if (case_ids.empty()) return out;
     for (const auto& row : tx_.exec_prepared("evals_pinned_cases", project_, run_.eval_set_id,
-                                             run_.version, ArrayLiteral(case_ids))) {
+                                             run_.version, db::TextArray(case_ids))) {
       out[row[0].as<std::string>()] =
           PinnedCase{row[1].as<int32_t>(), row[2].as<std::string>(), row[3].as<std::string>()};
     }
@@ -401,8 +387,8 @@ class PgRunWriteTx final : public RunWriteTx {
       const std::vector<std::string>& case_ids) override {
     std::map<std::string, std::string> out;
     if (case_ids.empty()) return out;
-    for (const auto& row :
-         tx_.exec_prepared("evals_result_digests", project_, run_.run_id, ArrayLiteral(case_ids))) {
+    for (const auto& row : tx_.exec_prepared("evals_result_digests", project_, run_.run_id,
+                                             db::TextArray(case_ids))) {
       out[row[0].as<std::string>()] = row[1].as<std::string>();
     }
     return out;
@@ -819,7 +805,7 @@ absl::StatusOr<std::vector<v1::Case>> PgEvalSetRepository::ListCasesAt(
         out.clear();
         pqxx::result rows = tx.exec_prepared(
             "evals_cases_at", project_id, eval_set_id, query.version, query.after_case_id,
-            ArrayLiteral(query.theme_ids), ArrayLiteral(query.tags), limit,
+            db::TextArray(query.theme_ids), db::TextArray(query.tags), limit,
             query.through_case_id.empty() ? kNoUpperBound : query.through_case_id);
         out.reserve(rows.size());
         for (const auto& row : rows) out.push_back(CaseFromRow(row, eval_set_id));
@@ -837,8 +823,8 @@ absl::StatusOr<int64_t> PgEvalSetRepository::CountCasesAt(const std::string& pro
       *pool_, {},
       [&](pqxx::transaction_base& tx) -> absl::Status {
         out = tx.exec_prepared1("evals_count_at", project_id, eval_set_id, query.version,
-                                query.after_case_id, ArrayLiteral(query.theme_ids),
-                                ArrayLiteral(query.tags))[0]
+                                query.after_case_id, db::TextArray(query.theme_ids),
+                                db::TextArray(query.tags))[0]
                   .as<int64_t>();
         return absl::OkStatus();
       },
@@ -856,7 +842,7 @@ absl::StatusOr<std::vector<std::string>> PgEvalSetRepository::PageBoundaries(
         out.clear();
         for (const auto& row : tx.exec_prepared(
                  "evals_page_bounds", project_id, eval_set_id, query.version, query.after_case_id,
-                 ArrayLiteral(query.theme_ids), ArrayLiteral(query.tags), page_rows)) {
+                 db::TextArray(query.theme_ids), db::TextArray(query.tags), page_rows)) {
           out.push_back(row[0].as<std::string>());
         }
         return absl::OkStatus();
@@ -874,7 +860,7 @@ absl::StatusOr<std::map<std::string, std::string>> PgEvalSetRepository::InputTex
       [&](pqxx::transaction_base& tx) -> absl::Status {
         out.clear();
         for (const auto& row : tx.exec_prepared("evals_inputs_at", project_id, eval_set_id, version,
-                                                ArrayLiteral(case_ids))) {
+                                                db::TextArray(case_ids))) {
           out[row[0].as<std::string>()] = row[1].as<std::string>();
         }
         return absl::OkStatus();
@@ -1009,7 +995,7 @@ absl::StatusOr<std::vector<v1::CaseResult>> PgEvalSetRepository::ListResults(
         out.clear();
         for (const auto& row : tx.exec_prepared(
                  "evals_list_results", project_id, run_id, query.after_case_id,
-                 IntArrayLiteral(query.verdicts), ArrayLiteral(query.theme_ids),
+                 IntArrayLiteral(query.verdicts), db::TextArray(query.theme_ids),
                  OptionalNumber(query.min_score), OptionalNumber(query.max_score), limit)) {
           out.push_back(ResultFromRow(row, run_id));
         }
@@ -1028,7 +1014,7 @@ absl::StatusOr<std::map<std::string, v1::CaseResult>> PgEvalSetRepository::Resul
       [&](pqxx::transaction_base& tx) -> absl::Status {
         out.clear();
         for (const auto& row :
-             tx.exec_prepared("evals_results_for", project_id, run_id, ArrayLiteral(case_ids))) {
+             tx.exec_prepared("evals_results_for", project_id, run_id, db::TextArray(case_ids))) {
           v1::CaseResult r = ResultFromRow(row, run_id);
           out[r.case_id()] = std::move(r);
         }
