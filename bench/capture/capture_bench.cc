@@ -43,6 +43,7 @@
 #include "absl/time/time.h"
 #include "common/config/flags.h"
 #include "flywheel/capture/v1/capture.grpc.pb.h"
+#include "services/capture/capture_logic.h"
 
 namespace {
 
@@ -548,18 +549,8 @@ int RunUnary(const Options& options, const Workload& workload) {
 // ------------------------------------------------------------------------------------------------
 // COPY files and pgbench scripts: the rows capture stores for this workload.
 
-std::string ContentHash(const google::protobuf::Message& message) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    message.SerializeToCodedStream(&coded);
-  }
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
-}
+// The same idempotency hash capture stores, so the baseline rows match capture's byte for byte.
+using flywheel::capture::ContentHash;
 
 std::string Hex(const std::string& bytes) { return absl::BytesToHexString(bytes); }
 

@@ -6,47 +6,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/log/logger.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace flywheel::evalset::json {
 
 void AppendString(std::string* out, absl::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
+  // Shared with the structured logger; UTF-8 passes through (validated on input).
   out->push_back('"');
-  for (char ch : text) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      case '\b':
-        out->append("\\b");
-        break;
-      case '\f':
-        out->append("\\f");
-        break;
-      default:
-        if (c < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[c >> 4]);
-          out->push_back(kHex[c & 15]);
-        } else {
-          out->push_back(ch);  // UTF-8 passes through (validated on input)
-        }
-    }
-  }
+  AppendJsonEscaped(text, out);
   out->push_back('"');
 }
 
