@@ -1,7 +1,10 @@
 #include "common/server/service_main.h"
 
 #include <cstdio>
+#include <fstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/auth/pg_tenancy_store.h"
 #include "common/db/migrate.h"
@@ -59,6 +62,19 @@ absl::Status PrepareSchemas(const CommonServiceOptions& options, const std::stri
   return absl::OkStatus();
 }
 
+// The first line of the file, trimmed; must look like a service key.
+absl::StatusOr<std::string> ReadServiceKeyFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError("cannot read " + path);
+  std::string line;
+  std::getline(in, line);
+  std::string key(absl::StripAsciiWhitespace(line));
+  if (!absl::StartsWith(key, "fw_svc_")) {
+    return absl::InvalidArgumentError(path + " does not hold a service key (fw_svc_...)");
+  }
+  return key;
+}
+
 }  // namespace
 
 int RunServiceMain(int argc, char** argv, const ServiceSpec& spec) {
@@ -80,6 +96,9 @@ int RunServiceMain(int argc, char** argv, const ServiceSpec& spec) {
   flags.String("log_level", &options.log_level, "debug, info, warning or error");
   flags.Duration("auth_cache_ttl", &options.auth_cache_ttl,
                  "how long a verified API key is cached (revocation delay)");
+  flags.String("service_key_file", &options.service_key_file,
+               "file holding this deployment's service key (fw_svc_...), used by background "
+               "workers to call other services for each project");
   if (spec.define_flags) spec.define_flags(flags);
 
   absl::Status status = flags.Parse(argc, argv);
@@ -124,7 +143,16 @@ int RunServiceMain(int argc, char** argv, const ServiceSpec& spec) {
   });
   auth::PgTenancyStore tenancy(&pool, &logger);
   auth::Authenticator authenticator(&tenancy, auth::AuthenticatorOptions{options.auth_cache_ttl});
-  ServiceEnv env{options, logger, pool, registry, authenticator};
+  std::string service_key;
+  if (!options.service_key_file.empty()) {
+    absl::StatusOr<std::string> key = ReadServiceKeyFile(options.service_key_file);
+    if (!key.ok()) {
+      logger.Error("cannot start: bad --service_key_file", {{"status", key.status().ToString()}});
+      return 2;
+    }
+    service_key = *std::move(key);
+  }
+  ServiceEnv env{options, logger, pool, registry, authenticator, tenancy, service_key};
 
   absl::StatusOr<ServiceParts> parts = spec.wire(env);
   if (!parts.ok()) {

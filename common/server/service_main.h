@@ -29,6 +29,7 @@ struct CommonServiceOptions {
   std::string port_file;
   std::string log_level = "info";
   absl::Duration auth_cache_ttl = absl::Seconds(30);
+  std::string service_key_file;
 };
 
 // What a service's wiring hands to the runner.
@@ -47,6 +48,12 @@ struct ServiceEnv {
   db::ConnectionPool& pool;
   metrics::Registry& metrics;
   auth::Authenticator& authenticator;
+  // Projects and keys (read-only for services: background workers list projects here).
+  auth::TenancyStore& tenancy;
+  // This deployment's service key (fw_svc_...), read from --service_key_file; empty when none is
+  // configured. Background workers act for a project by sending it with that project's id (see
+  // common/auth/client_credentials.h).
+  const std::string& service_key;
 };
 
 struct ServiceSpec {
