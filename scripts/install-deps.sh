@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev
   postgresql postgresql-contrib postgresql-client
   python3-grpcio python3-protobuf
+  libeigen3-dev libcurl4-openssl-dev
 )
 
 missing=()
