@@ -164,25 +164,37 @@ int CreateKey(const std::string& name, int argc, char** argv) {
   bool quiet = false;
   FlagSet flags(name,
                 "Creates an API key and prints it once (only its hash is stored). Public keys are "
-                "browser-safe and may only write signals; secret keys carry scopes.");
+                "browser-safe and may only write signals; secret keys carry scopes. Service keys "
+                "belong to no project: services' background workers use them to act for any "
+                "project (give them to services with --service_key_file).");
   DatabaseFlag(flags, &url);
-  flags.String("project", &project, "project id (required)");
-  flags.String("kind", &kind, "secret or public");
-  flags.String("scopes", &scopes, "secret keys: comma list of ingest, read, review, eval, admin");
+  flags.String("project", &project, "project id (required, except for service keys)");
+  flags.String("kind", &kind, "secret, public or service");
+  flags.String("scopes", &scopes,
+               "secret keys: comma list of ingest, read, review, eval, admin; service keys: any "
+               "but admin");
   flags.String("display_name", &display_name, "what the key is for");
   flags.Bool("quiet", &quiet, "print only the key (for scripts)");
   if (auto exit = ParseOrExit(flags, argc, argv)) return *exit;
   if (auto exit = Require(name, "database_url", url)) return *exit;
-  if (auto exit = Require(name, "project", project)) return *exit;
-  if (kind != "secret" && kind != "public") {
-    return Fail(name, absl::InvalidArgumentError("--kind: secret or public"));
+  if (kind != "secret" && kind != "public" && kind != "service") {
+    return Fail(name, absl::InvalidArgumentError("--kind: secret, public or service"));
+  }
+  if (kind == "service" && !project.empty()) {
+    return Fail(name, absl::InvalidArgumentError("--project: service keys belong to no project"));
+  }
+  if (kind != "service") {
+    if (auto exit = Require(name, "project", project)) return *exit;
   }
   absl::StatusOr<auth::ScopeSet> scope_set = auth::ParseScopes(scopes);
   if (!scope_set.ok()) return Fail(name, scope_set.status());
   AdminContext context(url);
-  absl::StatusOr<auth::CreatedKey> created = context.admin.CreateKey(
-      project, kind == "public" ? auth::KeyKind::kPublic : auth::KeyKind::kSecret, *scope_set,
-      display_name);
+  absl::StatusOr<auth::CreatedKey> created =
+      kind == "service"
+          ? context.admin.CreateServiceKey(*scope_set, display_name)
+          : context.admin.CreateKey(
+                project, kind == "public" ? auth::KeyKind::kPublic : auth::KeyKind::kSecret,
+                *scope_set, display_name);
   if (!created.ok()) return Fail(name, created.status());
   if (quiet) {
     std::printf("%s\n", created->plaintext.c_str());
@@ -190,7 +202,7 @@ int CreateKey(const std::string& name, int argc, char** argv) {
     std::printf(
         "key id:  %s\nproject: %s\nkind:    %s\nscopes:  %s\n\n%s\n\n"
         "Store this key now: it is shown only once.\n",
-        created->key.key_id.c_str(), project.c_str(), kind.c_str(),
+        created->key.key_id.c_str(), project.empty() ? "(any)" : project.c_str(), kind.c_str(),
         absl::StrJoin(auth::ScopeNames(created->key.scopes), ",").c_str(),
         created->plaintext.c_str());
   }
@@ -200,14 +212,21 @@ int CreateKey(const std::string& name, int argc, char** argv) {
 int ListKeys(const std::string& name, int argc, char** argv) {
   std::string url;
   std::string project;
-  FlagSet flags(name, "Lists a project's keys (ids, kinds, scopes; never secrets).");
+  bool service = false;
+  FlagSet flags(name,
+                "Lists a project's keys, or the service keys (ids, kinds, scopes; never "
+                "secrets).");
   DatabaseFlag(flags, &url);
-  flags.String("project", &project, "project id (required)");
+  flags.String("project", &project, "project id (required unless --service)");
+  flags.Bool("service", &service, "list the service keys instead");
   if (auto exit = ParseOrExit(flags, argc, argv)) return *exit;
   if (auto exit = Require(name, "database_url", url)) return *exit;
-  if (auto exit = Require(name, "project", project)) return *exit;
+  if (!service) {
+    if (auto exit = Require(name, "project", project)) return *exit;
+  }
   AdminContext context(url);
-  absl::StatusOr<std::vector<auth::StoredKey>> keys = context.admin.ListKeys(project);
+  absl::StatusOr<std::vector<auth::StoredKey>> keys =
+      service ? context.admin.ListServiceKeys() : context.admin.ListKeys(project);
   if (!keys.ok()) return Fail(name, keys.status());
   for (const auth::StoredKey& key : *keys) {
     std::printf("%s\t%s\t%s\t%s\t%s\n", key.key_id.c_str(), auth::KeyKindName(key.kind).c_str(),
@@ -221,16 +240,21 @@ int RevokeKey(const std::string& name, int argc, char** argv) {
   std::string url;
   std::string project;
   std::string key_id;
+  bool service = false;
   FlagSet flags(name, "Revokes a key. Services notice within their auth cache TTL (30 s).");
   DatabaseFlag(flags, &url);
-  flags.String("project", &project, "project id (required)");
+  flags.String("project", &project, "project id (required unless --service)");
   flags.String("key_id", &key_id, "the key's id (required)");
+  flags.Bool("service", &service, "the key is a service key");
   if (auto exit = ParseOrExit(flags, argc, argv)) return *exit;
   if (auto exit = Require(name, "database_url", url)) return *exit;
-  if (auto exit = Require(name, "project", project)) return *exit;
+  if (!service) {
+    if (auto exit = Require(name, "project", project)) return *exit;
+  }
   if (auto exit = Require(name, "key_id", key_id)) return *exit;
   AdminContext context(url);
-  absl::Status status = context.admin.RevokeKey(project, key_id);
+  absl::Status status =
+      service ? context.admin.RevokeServiceKey(key_id) : context.admin.RevokeKey(project, key_id);
   if (!status.ok()) return Fail(name, status);
   std::printf("revoked %s\n", key_id.c_str());
   return 0;

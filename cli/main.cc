@@ -13,7 +13,7 @@ Commands:
   migrate                      apply every schema's migrations to a database
   admin create-project         create a project (tenant)
   admin list-projects          list projects
-  admin create-key             create an API key for a project (printed once)
+  admin create-key             create an API key for a project, or a service key (printed once)
   admin list-keys              list a project's keys (never their secrets)
   admin revoke-key             revoke a key
   health                       check a service's gRPC health (exit 0 when SERVING)

@@ -62,6 +62,15 @@ stop_service() {
   rm -f "$pid_file"
 }
 
+# The deployment's service key: background workers (clustering's feed follower, annotation's
+# queue filler and promotion outbox) act for each project with it.
+if [ ! -s "$state/service.key" ]; then
+  (umask 077
+   "$bin/flywheel" admin create-key --database_url "$database_url" --kind service \
+     --scopes read,review,eval --display_name "local services" --quiet >"$state/service.key.tmp")
+  mv "$state/service.key.tmp" "$state/service.key"
+fi
+
 step "5/6 services"
 services=(capture:50051:9461 clustering:50052:9462 annotation:50053:9463 evalset:50054:9464)
 for entry in "${services[@]}"; do
@@ -74,7 +83,7 @@ for entry in "${services[@]}"; do
   [ "$name" = evalset ] && extra=(--capture_address 127.0.0.1:50051)
   FLYWHEEL_DATABASE_URL="$database_url" setsid "$bin/flywheel-$name" \
     --listen "127.0.0.1:$port" --metrics_listen "127.0.0.1:$metrics_port" \
-    --port_file "$state/run/$name.ports" "${extra[@]}" </dev/null >>"$state/logs/$name.log" 2>&1 &
+    --port_file "$state/run/$name.ports" --service_key_file "$state/service.key" "${extra[@]}" </dev/null >>"$state/logs/$name.log" 2>&1 &
   echo $! >"$pid_file"
 done
 for entry in "${services[@]}"; do

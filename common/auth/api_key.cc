@@ -68,16 +68,45 @@ std::vector<std::string> ScopeNames(ScopeSet scopes) {
   return names;
 }
 
-std::string KeyKindName(KeyKind kind) { return kind == KeyKind::kPublic ? "public" : "secret"; }
+std::string KeyKindName(KeyKind kind) {
+  switch (kind) {
+    case KeyKind::kPublic:
+      return "public";
+    case KeyKind::kService:
+      return "service";
+    case KeyKind::kSecret:
+      break;
+  }
+  return "secret";
+}
+
+namespace {
+
+absl::string_view KindPrefix(KeyKind kind) {
+  switch (kind) {
+    case KeyKind::kPublic:
+      return "pk";
+    case KeyKind::kService:
+      return "svc";
+    case KeyKind::kSecret:
+      break;
+  }
+  return "sk";
+}
+
+}  // namespace
 
 absl::StatusOr<ParsedKey> ParseApiKey(absl::string_view text) {
   std::vector<absl::string_view> parts = absl::StrSplit(text, '_');
-  if (parts.size() != 4 || parts[0] != "fw" || (parts[1] != "pk" && parts[1] != "sk") ||
-      !IsLowerHex(parts[2], 16) || !IsLowerHex(parts[3], 64)) {
+  if (parts.size() != 4 || parts[0] != "fw" ||
+      (parts[1] != "pk" && parts[1] != "sk" && parts[1] != "svc") || !IsLowerHex(parts[2], 16) ||
+      !IsLowerHex(parts[3], 64)) {
     return absl::UnauthenticatedError("malformed API key");
   }
   ParsedKey key;
-  key.kind = parts[1] == "pk" ? KeyKind::kPublic : KeyKind::kSecret;
+  key.kind = parts[1] == "pk"    ? KeyKind::kPublic
+             : parts[1] == "svc" ? KeyKind::kService
+                                 : KeyKind::kSecret;
   key.key_id = std::string(parts[2]);
   key.secret = std::string(parts[3]);
   return key;
@@ -98,8 +127,7 @@ absl::StatusOr<NewKey> GenerateApiKey(KeyKind kind) {
   NewKey key;
   key.key_id = Hex(id, sizeof(id));
   const std::string secret_hex = Hex(secret, sizeof(secret));
-  key.plaintext =
-      absl::StrCat("fw_", kind == KeyKind::kPublic ? "pk" : "sk", "_", key.key_id, "_", secret_hex);
+  key.plaintext = absl::StrCat("fw_", KindPrefix(kind), "_", key.key_id, "_", secret_hex);
   key.secret_sha256 = HashSecret(secret_hex);
   return key;
 }

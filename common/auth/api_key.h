@@ -19,14 +19,15 @@ enum class Scope : uint32_t {
 };
 using ScopeSet = uint32_t;
 
-enum class KeyKind { kPublic, kSecret };
+// kService: a deployment's own workers; belongs to no project, names one per call.
+enum class KeyKind { kPublic, kSecret, kService };
 
 // "ingest,read" -> bits. INVALID_ARGUMENT names an unknown scope.
 absl::StatusOr<ScopeSet> ParseScopes(absl::string_view text);
 std::vector<std::string> ScopeNames(ScopeSet scopes);
 std::string KeyKindName(KeyKind kind);
 
-// An API key as handed to a client once:  fw_<pk|sk>_<16 hex key id>_<64 hex secret>.
+// An API key as handed to a client once:  fw_<pk|sk|svc>_<16 hex key id>_<64 hex secret>.
 // Only the key id and SHA-256 of the secret are stored.
 struct ParsedKey {
   KeyKind kind = KeyKind::kSecret;

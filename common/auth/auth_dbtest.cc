@@ -77,5 +77,31 @@ TEST_F(TenancyDbTest, RevokedKeyIsRejected) {
   EXPECT_THAT(admin_->RevokeKey("rival", key.key.key_id), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST_F(TenancyDbTest, ServiceKeysActForAnyProjectAndAreRevocable) {
+  ASSERT_OK(admin_->CreateProject("acme", ""));
+  ASSERT_OK(admin_->CreateProject("rival", ""));
+  ASSERT_OK_AND_ASSIGN(CreatedKey key,
+                       admin_->CreateServiceKey(static_cast<ScopeSet>(Scope::kRead), "workers"));
+  Authenticator authenticator(store_.get(), AuthenticatorOptions{absl::ZeroDuration()});
+  for (const char* project : {"acme", "rival"}) {
+    ASSERT_OK_AND_ASSIGN(Principal principal,
+                         authenticator.Authenticate("Bearer " + key.plaintext,
+                                                    Requirement::Of(Scope::kRead), project));
+    EXPECT_EQ(principal.project_id, project);
+  }
+  EXPECT_THAT(authenticator.Authenticate("Bearer " + key.plaintext, Requirement::Of(Scope::kRead),
+                                         "nobody"),
+              StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK_AND_ASSIGN(std::vector<StoredKey> listed, admin_->ListServiceKeys());
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].kind, KeyKind::kService);
+  EXPECT_EQ(listed[0].scopes, static_cast<ScopeSet>(Scope::kRead));
+  ASSERT_OK(admin_->RevokeServiceKey(key.key.key_id));
+  EXPECT_THAT(
+      authenticator.Authenticate("Bearer " + key.plaintext, Requirement::Of(Scope::kRead), "acme"),
+      StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(admin_->RevokeServiceKey("0123456789abcdef"), StatusIs(absl::StatusCode::kNotFound));
+}
+
 }  // namespace
 }  // namespace flywheel::auth

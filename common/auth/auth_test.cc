@@ -5,6 +5,7 @@
 
 #include "common/auth/api_key.h"
 #include "common/auth/authenticator.h"
+#include "common/auth/client_credentials.h"
 #include "common/auth/grpc_auth.h"
 #include "common/auth/tenancy_admin.h"
 #include "common/status/grpc_status.h"
@@ -45,8 +46,33 @@ class FakeStore : public TenancyStore {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<bool> ProjectExists(const std::string& project_id) override {
+    if (down) return absl::UnavailableError("down");
+    return projects.count(project_id) > 0;
+  }
+  absl::StatusOr<std::optional<StoredKey>> FindServiceKey(const std::string& key_id) override {
+    ++lookups;
+    if (down) return absl::UnavailableError("down");
+    auto it = service_keys.find(key_id);
+    if (it == service_keys.end()) return std::nullopt;
+    return it->second;
+  }
+  absl::Status InsertServiceKey(const StoredKey& key) override {
+    service_keys[key.key_id] = key;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<StoredKey>> ListServiceKeys() override {
+    return std::vector<StoredKey>{};
+  }
+  absl::Status RevokeServiceKey(const std::string& key_id) override {
+    if (service_keys.count(key_id) == 0) return absl::NotFoundError("no key");
+    service_keys[key_id].revoked = true;
+    return absl::OkStatus();
+  }
+
   std::map<std::string, Project> projects;
   std::map<std::string, StoredKey> keys;
+  std::map<std::string, StoredKey> service_keys;
   int lookups = 0;
   bool down = false;
 };
@@ -68,6 +94,11 @@ class AuthTest : public ::testing::Test {
         CreatedKey other,
         admin_.CreateKey("beta", KeyKind::kSecret, static_cast<ScopeSet>(Scope::kRead), "other"));
     beta_key_ = other.plaintext;
+    ASSERT_OK_AND_ASSIGN(CreatedKey service,
+                         admin_.CreateServiceKey(static_cast<ScopeSet>(Scope::kRead) |
+                                                     static_cast<ScopeSet>(Scope::kReview),
+                                                 "workers"));
+    service_key_ = service.plaintext;
   }
 
   FakeStore store_;
@@ -75,6 +106,7 @@ class AuthTest : public ::testing::Test {
   std::string ingest_key_;
   std::string public_key_;
   std::string beta_key_;
+  std::string service_key_;
 };
 
 TEST_F(AuthTest, ValidSecretKeyYieldsItsProjectAndScopes) {
@@ -169,6 +201,64 @@ TEST_F(AuthTest, StoreOutageIsUnavailableNotUnauthenticated) {
               StatusIs(absl::StatusCode::kUnavailable));
 }
 
+TEST_F(AuthTest, ServiceKeyActsForTheProjectItNames) {
+  Authenticator authenticator(&store_);
+  ASSERT_OK_AND_ASSIGN(
+      Principal alpha,
+      authenticator.Authenticate("Bearer " + service_key_, Requirement::Of(Scope::kRead), "alpha"));
+  EXPECT_EQ(alpha.project_id, "alpha");
+  EXPECT_EQ(alpha.kind, KeyKind::kService);
+  ASSERT_OK_AND_ASSIGN(Principal beta,
+                       authenticator.Authenticate("Bearer " + service_key_,
+                                                  Requirement::Of(Scope::kReview), "beta"));
+  EXPECT_EQ(beta.project_id, "beta");
+}
+
+TEST_F(AuthTest, ServiceKeyWithoutOrWithUnknownProjectOrScopeIsRefused) {
+  Authenticator authenticator(&store_);
+  EXPECT_THAT(authenticator.Authenticate("Bearer " + service_key_, Requirement::Of(Scope::kRead)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      authenticator.Authenticate("Bearer " + service_key_, Requirement::Of(Scope::kRead), "nobody"),
+      StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(authenticator.Authenticate("Bearer " + service_key_, Requirement::Of(Scope::kIngest),
+                                         "alpha"),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(
+      authenticator.Authenticate("Bearer " + service_key_, Requirement::SignalWrite(), "alpha"),
+      StatusIs(absl::StatusCode::kPermissionDenied));
+  // A project key ignores the project metadata: it cannot reach another project with it.
+  ASSERT_OK_AND_ASSIGN(
+      Principal own,
+      authenticator.Authenticate("Bearer " + beta_key_, Requirement::Of(Scope::kRead), "alpha"));
+  EXPECT_EQ(own.project_id, "beta");
+}
+
+TEST_F(AuthTest, ServiceKeyIdsDoNotAuthenticateAsProjectKeysAndRevocationApplies) {
+  Authenticator authenticator(&store_, AuthenticatorOptions{absl::ZeroDuration()});
+  ASSERT_OK_AND_ASSIGN(ParsedKey parsed, ParseApiKey(service_key_));
+  EXPECT_EQ(parsed.kind, KeyKind::kService);
+  // The same id and secret presented as a secret key is unknown.
+  const std::string as_secret = "fw_sk_" + parsed.key_id + "_" + parsed.secret;
+  EXPECT_THAT(authenticator.Authenticate("Bearer " + as_secret, Requirement::Of(Scope::kRead)),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  ASSERT_OK(admin_.RevokeServiceKey(parsed.key_id));
+  EXPECT_THAT(
+      authenticator.Authenticate("Bearer " + service_key_, Requirement::Of(Scope::kRead), "alpha"),
+      StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+TEST(TenancyAdminTest, ServiceKeysNeedScopesAndNeverAdmin) {
+  FakeStore store;
+  TenancyAdmin admin(&store);
+  EXPECT_THAT(admin.CreateServiceKey(0, ""), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(admin.CreateServiceKey(static_cast<ScopeSet>(Scope::kAdmin), ""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK(admin.CreateProject("alpha", ""));
+  EXPECT_THAT(admin.CreateKey("alpha", KeyKind::kService, static_cast<ScopeSet>(Scope::kRead), ""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(TenancyAdminTest, ValidatesProjectIdsAndKeyScopes) {
   FakeStore store;
   TenancyAdmin admin(&store);
@@ -230,15 +320,22 @@ TEST_F(AuthTest, GrpcCallsCarryTheKeyInMetadata) {
   ASSERT_NE(server, nullptr);
   auto stub = grpc::health::v1::Health::NewStub(
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
-  auto call = [&](const std::string& key) {
+  auto call = [&](const std::string& key, const std::string& project = "") {
     grpc::ClientContext context;
-    if (!key.empty()) context.AddMetadata("authorization", "Bearer " + key);
+    if (!project.empty()) {
+      AttachServiceKey(context, key, project);
+    } else if (!key.empty()) {
+      context.AddMetadata("authorization", "Bearer " + key);
+    }
     grpc::health::v1::HealthCheckResponse response;
     return stub->Check(&context, {}, &response).error_code();
   };
   EXPECT_EQ(call(ingest_key_), grpc::StatusCode::OK);
   EXPECT_EQ(call(""), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(call(public_key_), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(call(service_key_, "beta"), grpc::StatusCode::OK);
+  EXPECT_EQ(call(service_key_, "nobody"), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(call(service_key_), grpc::StatusCode::INVALID_ARGUMENT);
   server->Shutdown();
 }
 

@@ -13,7 +13,7 @@
 
 namespace flywheel::auth {
 
-// The authenticated caller: a key of one project.
+// The authenticated caller: a key of one project, or a service key acting for one project.
 struct Principal {
   std::string project_id;
   std::string key_id;
@@ -50,10 +50,14 @@ class Authenticator {
  public:
   Authenticator(TenancyStore* store, AuthenticatorOptions options = {});
 
-  // `authorization` is the metadata value: "Bearer <key>".
+  // `authorization` is the metadata value: "Bearer <key>". `project` is the x-flywheel-project
+  // metadata value: required for service keys (the project they act for; INVALID_ARGUMENT when
+  // missing, NOT_FOUND when unknown), ignored for project keys.
   absl::StatusOr<Principal> Authenticate(absl::string_view authorization,
-                                         const Requirement& requirement);
-  absl::StatusOr<Principal> AuthenticateKey(absl::string_view key, const Requirement& requirement);
+                                         const Requirement& requirement,
+                                         absl::string_view project = {});
+  absl::StatusOr<Principal> AuthenticateKey(absl::string_view key, const Requirement& requirement,
+                                            absl::string_view project = {});
 
   // Test hook: the clock used for cache expiry.
   void SetClockForTesting(absl::Time (*now)()) { now_ = now; }
@@ -63,13 +67,15 @@ class Authenticator {
     std::optional<StoredKey> key;
     absl::Time expires;
   };
-  absl::StatusOr<std::optional<StoredKey>> Lookup(const std::string& key_id);
+  absl::StatusOr<std::optional<StoredKey>> Lookup(KeyKind kind, const std::string& key_id);
+  absl::StatusOr<bool> ProjectExists(const std::string& project_id);
 
   TenancyStore* const store_;
   const AuthenticatorOptions options_;
   absl::Time (*now_)() = &absl::Now;
   std::mutex mu_;
   std::unordered_map<std::string, CacheEntry> cache_;
+  std::unordered_map<std::string, absl::Time> known_projects_;  // project -> cache expiry
 };
 
 }  // namespace flywheel::auth

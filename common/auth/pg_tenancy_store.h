@@ -18,6 +18,11 @@ class PgTenancyStore : public TenancyStore {
   absl::Status InsertKey(const StoredKey& key) override;
   absl::StatusOr<std::vector<StoredKey>> ListKeys(const std::string& project_id) override;
   absl::Status RevokeKey(const std::string& project_id, const std::string& key_id) override;
+  absl::StatusOr<bool> ProjectExists(const std::string& project_id) override;
+  absl::StatusOr<std::optional<StoredKey>> FindServiceKey(const std::string& key_id) override;
+  absl::Status InsertServiceKey(const StoredKey& key) override;
+  absl::StatusOr<std::vector<StoredKey>> ListServiceKeys() override;
+  absl::Status RevokeServiceKey(const std::string& key_id) override;
 
  private:
   db::ConnectionPool* const pool_;

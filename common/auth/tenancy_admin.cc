@@ -36,6 +36,9 @@ absl::StatusOr<Project> TenancyAdmin::CreateProject(const std::string& project_i
 absl::StatusOr<CreatedKey> TenancyAdmin::CreateKey(const std::string& project_id, KeyKind kind,
                                                    ScopeSet scopes,
                                                    const std::string& display_name) {
+  if (kind == KeyKind::kService) {
+    return absl::InvalidArgumentError("kind: service keys belong to no project");
+  }
   if (kind == KeyKind::kPublic && scopes != 0) {
     return absl::InvalidArgumentError("scopes: public keys carry no scopes (they write signals)");
   }
@@ -49,6 +52,29 @@ absl::StatusOr<CreatedKey> TenancyAdmin::CreateKey(const std::string& project_id
   created.key = StoredKey{project_id,   generated->key_id, kind, scopes, generated->secret_sha256,
                           display_name, absl::Now(),       false};
   absl::Status status = store_->InsertKey(created.key);
+  if (!status.ok()) return status;
+  return created;
+}
+
+absl::StatusOr<CreatedKey> TenancyAdmin::CreateServiceKey(ScopeSet scopes,
+                                                          const std::string& display_name) {
+  if (scopes == 0) return absl::InvalidArgumentError("scopes: a service key needs a scope");
+  if (scopes & static_cast<ScopeSet>(Scope::kAdmin)) {
+    return absl::InvalidArgumentError("scopes: service keys never carry the admin scope");
+  }
+  absl::StatusOr<NewKey> generated = GenerateApiKey(KeyKind::kService);
+  if (!generated.ok()) return generated.status();
+  CreatedKey created;
+  created.plaintext = generated->plaintext;
+  created.key = StoredKey{"",
+                          generated->key_id,
+                          KeyKind::kService,
+                          scopes,
+                          generated->secret_sha256,
+                          display_name,
+                          absl::Now(),
+                          false};
+  absl::Status status = store_->InsertServiceKey(created.key);
   if (!status.ok()) return status;
   return created;
 }

@@ -33,6 +33,13 @@ class TenancyAdmin {
   absl::Status RevokeKey(const std::string& project_id, const std::string& key_id) {
     return store_->RevokeKey(project_id, key_id);
   }
+  // A deployment's service key (see common/auth/client_credentials.h). Needs at least one scope;
+  // the admin scope is refused (INVALID_ARGUMENT).
+  absl::StatusOr<CreatedKey> CreateServiceKey(ScopeSet scopes, const std::string& display_name);
+  absl::StatusOr<std::vector<StoredKey>> ListServiceKeys() { return store_->ListServiceKeys(); }
+  absl::Status RevokeServiceKey(const std::string& key_id) {
+    return store_->RevokeServiceKey(key_id);
+  }
 
  private:
   TenancyStore* const store_;

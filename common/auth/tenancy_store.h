@@ -42,6 +42,14 @@ class TenancyStore {
   virtual absl::StatusOr<std::vector<StoredKey>> ListKeys(const std::string& project_id) = 0;
   // NOT_FOUND when the project has no such key.
   virtual absl::Status RevokeKey(const std::string& project_id, const std::string& key_id) = 0;
+
+  virtual absl::StatusOr<bool> ProjectExists(const std::string& project_id) = 0;
+  // Service keys (kind kService, empty project_id): std::nullopt when no such id.
+  virtual absl::StatusOr<std::optional<StoredKey>> FindServiceKey(const std::string& key_id) = 0;
+  virtual absl::Status InsertServiceKey(const StoredKey& key) = 0;
+  virtual absl::StatusOr<std::vector<StoredKey>> ListServiceKeys() = 0;
+  // NOT_FOUND when there is no such key.
+  virtual absl::Status RevokeServiceKey(const std::string& key_id) = 0;
 };
 
 }  // namespace flywheel::auth
