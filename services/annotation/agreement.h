@@ -13,7 +13,8 @@
 // - free text and correction: NONE (counts only).
 // An item counts for a field when it has >= 2 values for that field. `value` is left unset when
 // fewer than 2 items count or when it is undefined (expected agreement 1, expected disagreement
-// 0); observed/expected are set whenever at least one item counts and they are defined.
+// 0); observed/expected are set whenever at least one item counts. With no counted item the
+// metric of a boolean or single-select field is reported as Krippendorff's alpha (nominal).
 
 #include <cstdint>
 #include <optional>
