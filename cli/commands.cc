@@ -3,11 +3,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
+#include <fstream>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "cli/demo/demo.h"
 #include "common/auth/pg_tenancy_store.h"
 #include "common/auth/tenancy_admin.h"
 #include "common/config/flags.h"
@@ -258,6 +260,43 @@ int RevokeKey(const std::string& name, int argc, char** argv) {
   if (!status.ok()) return Fail(name, status);
   std::printf("revoked %s\n", key_id.c_str());
   return 0;
+}
+
+int Demo(int argc, char** argv) {
+  const std::string name = "flywheel demo";
+  demo::DemoOptions options;
+  std::string key_file;
+  int seed = static_cast<int>(options.seed);
+  FlagSet flags(name,
+                "Simulates a product (users who rate often, rarely or never; responses with a "
+                "hidden quality and hidden failure themes) and runs it through the loop via the "
+                "services' public APIs: capture, labels, themes, a review queue, eval set and "
+                "runs. Prints coverage, what thumbs alone would have found vs composite labels, "
+                "the themes found, queue progress and release notes. Seeded: the same seed sends "
+                "the same traffic (a re-run is all duplicates).");
+  flags.String("capture_address", &options.capture_address, "capture service host:port");
+  flags.String("clustering_address", &options.clustering_address, "clustering service host:port");
+  flags.String("annotation_address", &options.annotation_address, "annotation service host:port");
+  flags.String("evalset_address", &options.evalset_address, "eval-set service host:port");
+  flags.String("key_file", &key_file,
+               "file with a secret key of the demo project (scopes ingest, read, review, eval)");
+  flags.Int("seed", &seed, "random seed of the simulated traffic");
+  flags.Int("users", &options.users, "simulated users (10..100000)");
+  flags.String("run_id", &options.run_id,
+               "prefix of the simulated ids; the same seed and run id re-send identical traffic "
+               "(default: demo-<UTC time>, new traffic each run)");
+  flags.Duration("step_timeout", &options.step_timeout, "how long to wait for each step");
+  flags.String("json", &options.json_path, "also write the figures as JSON to this file");
+  flags.Bool("quiet", &options.quiet, "print nothing but errors");
+  if (auto exit = ParseOrExit(flags, argc, argv)) return *exit;
+  if (auto exit = Require(name, "key_file", key_file)) return *exit;
+  std::ifstream in(key_file);
+  std::getline(in, options.api_key);
+  if (!in && options.api_key.empty()) {
+    return Fail(name, absl::InvalidArgumentError("--key_file: cannot read " + key_file));
+  }
+  options.seed = static_cast<uint64_t>(seed);
+  return demo::RunDemo(options);
 }
 
 }  // namespace flywheel::cli

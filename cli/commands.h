@@ -13,5 +13,6 @@ int ListProjects(const std::string& name, int argc, char** argv);
 int CreateKey(const std::string& name, int argc, char** argv);
 int ListKeys(const std::string& name, int argc, char** argv);
 int RevokeKey(const std::string& name, int argc, char** argv);
+int Demo(int argc, char** argv);
 
 }  // namespace flywheel::cli
