@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "cli/cli_util.h"
 #include "cli/demo/demo.h"
 #include "common/auth/pg_tenancy_store.h"
 #include "common/auth/tenancy_admin.h"
@@ -21,32 +22,6 @@
 
 namespace flywheel::cli {
 namespace {
-
-int Fail(const std::string& command, const absl::Status& status) {
-  std::fprintf(stderr, "%s: %s\n", command.c_str(), status.ToString().c_str());
-  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
-}
-
-// Parses flags; returns an exit code when the command should stop (help or usage error).
-std::optional<int> ParseOrExit(FlagSet& flags, int argc, char** argv) {
-  absl::Status status = flags.Parse(argc, argv);
-  if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
-  if (!status.ok()) {
-    std::fprintf(stderr, "%s\n\n%s", std::string(status.message()).c_str(), flags.Usage().c_str());
-    return 2;
-  }
-  return std::nullopt;
-}
-
-std::optional<int> Require(const std::string& command, const std::string& flag,
-                           const std::string& value) {
-  if (!value.empty()) return std::nullopt;
-  std::fprintf(stderr, "%s: --%s is required (see --help)\n", command.c_str(), flag.c_str());
-  return 2;
-}
 
 // Admin commands talk to Postgres directly: they bootstrap the keys every API needs.
 struct AdminContext {
@@ -290,11 +265,9 @@ int Demo(int argc, char** argv) {
   flags.Bool("quiet", &options.quiet, "print nothing but errors");
   if (auto exit = ParseOrExit(flags, argc, argv)) return *exit;
   if (auto exit = Require(name, "key_file", key_file)) return *exit;
-  std::ifstream in(key_file);
-  std::getline(in, options.api_key);
-  if (!in && options.api_key.empty()) {
-    return Fail(name, absl::InvalidArgumentError("--key_file: cannot read " + key_file));
-  }
+  absl::StatusOr<std::string> key = ReadKeyFile("key_file", key_file);
+  if (!key.ok()) return Fail(name, key.status());
+  options.api_key = *key;
   options.seed = static_cast<uint64_t>(seed);
   return demo::RunDemo(options);
 }

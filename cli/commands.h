@@ -14,5 +14,6 @@ int CreateKey(const std::string& name, int argc, char** argv);
 int ListKeys(const std::string& name, int argc, char** argv);
 int RevokeKey(const std::string& name, int argc, char** argv);
 int Demo(int argc, char** argv);
+int Ingest(int argc, char** argv);
 
 }  // namespace flywheel::cli

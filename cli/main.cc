@@ -17,6 +17,7 @@ Commands:
   admin list-keys              list a project's keys (never their secrets)
   admin revoke-key             revoke a key
   health                       check a service's gRPC health (exit 0 when SERVING)
+  ingest                       send traces and signals from a JSONL file to capture (batched)
   demo                         run the whole loop on a simulated product and print what happened
 
 Every command takes --help. Flags can also be set as FLYWHEEL_<FLAG NAME> environment variables,
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   if (command == "migrate") return flywheel::cli::Migrate(argc - 1, argv + 1);
   if (command == "health") return flywheel::cli::Health(argc - 1, argv + 1);
+  if (command == "ingest") return flywheel::cli::Ingest(argc - 1, argv + 1);
   if (command == "demo") return flywheel::cli::Demo(argc - 1, argv + 1);
   if (command == "admin" && argc >= 3) {
     const std::string sub = argv[2];
