@@ -410,6 +410,7 @@ class Builder {
     truth.theme = theme;
     truth.user_id = user_id;
     truth.user_kind = kind;
+    truth.good_output = quality == Quality::kGood ? output : GoodAnswer(rng_, request);
     return trace_id;
   }
 

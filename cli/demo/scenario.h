@@ -64,6 +64,8 @@ struct TraceTruth {
   bool any_explicit = false;  // thumbs, rating or comment
   bool any_implicit = false;  // copy, edit, regenerate, rephrase, abandonment, dwell
   bool outcome = false;
+  // What a good answer would have been (a reviewer's correction stands in for it).
+  std::string good_output;
 };
 
 struct Scenario {
