@@ -15,5 +15,8 @@ int ListKeys(const std::string& name, int argc, char** argv);
 int RevokeKey(const std::string& name, int argc, char** argv);
 int Demo(int argc, char** argv);
 int Ingest(int argc, char** argv);
+int Themes(int argc, char** argv);
+int Review(int argc, char** argv);
+int Evals(int argc, char** argv);
 
 }  // namespace flywheel::cli

@@ -18,6 +18,9 @@ Commands:
   admin revoke-key             revoke a key
   health                       check a service's gRPC health (exit 0 when SERVING)
   ingest                       send traces and signals from a JSONL file to capture (batched)
+  themes                       list failure themes with size, users, share and trend
+  review                       review a queue interactively (claim, label, submit, skip)
+  evals list|export|compare    eval sets, their cases as JSONL, and run comparisons
   demo                         run the whole loop on a simulated product and print what happened
 
 Every command takes --help. Flags can also be set as FLYWHEEL_<FLAG NAME> environment variables,
@@ -36,6 +39,9 @@ int main(int argc, char** argv) {
   if (command == "migrate") return flywheel::cli::Migrate(argc - 1, argv + 1);
   if (command == "health") return flywheel::cli::Health(argc - 1, argv + 1);
   if (command == "ingest") return flywheel::cli::Ingest(argc - 1, argv + 1);
+  if (command == "themes") return flywheel::cli::Themes(argc - 1, argv + 1);
+  if (command == "review") return flywheel::cli::Review(argc - 1, argv + 1);
+  if (command == "evals") return flywheel::cli::Evals(argc - 1, argv + 1);
   if (command == "demo") return flywheel::cli::Demo(argc - 1, argv + 1);
   if (command == "admin" && argc >= 3) {
     const std::string sub = argv[2];
