@@ -1,22 +1,164 @@
 // flywheel-annotation: annotation queues: routes failures to reviewers and promotes labels to eval
 // sets
 #include <memory>
+#include <string>
 
+#include "absl/strings/str_cat.h"
+#include "common/server/executor.h"
+#include "common/server/scheduler.h"
 #include "common/server/service_main.h"
+#include "services/annotation/annotation_logic.h"
 #include "services/annotation/annotation_service.h"
+#include "services/annotation/claim_notifier.h"
+#include "services/annotation/ids.h"
+#include "services/annotation/pg_annotation_repository.h"
+#include "services/annotation/pg_claim_listener.h"
+#include "services/annotation/upstream_grpc.h"
+#include "services/annotation/workers.h"
+
+namespace {
+
+// Flag storage for the life of the process.
+std::string capture_address;                           // NOLINT
+std::string clustering_address;                        // NOLINT
+std::string evalset_address;                           // NOLINT
+absl::Duration fill_interval = absl::Seconds(30);      // NOLINT
+absl::Duration reaper_interval = absl::Seconds(5);     // NOLINT
+absl::Duration promotion_interval = absl::Seconds(2);  // NOLINT
+int worker_threads = 0;                                // NOLINT
+int executor_queue = 1024;                             // NOLINT
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  using ::flywheel::annotation::AnnotationServiceHandler;
+  using namespace ::flywheel::annotation;  // NOLINT(build/namespaces): main only
   flywheel::ServiceSpec spec;
   spec.name = "annotation";
   spec.schema = "review";
   spec.description =
       "annotation queues: routes failures to reviewers and promotes labels to eval sets";
-  spec.wire = [](flywheel::ServiceEnv& env) -> absl::StatusOr<flywheel::ServiceParts> {
+  spec.define_flags = [](flywheel::FlagSet& flags) {
+    flags.String("capture_address", &capture_address,
+                 "capture service host:port (trace snapshots, flagged feed); empty: AddItems "
+                 "answers UNAVAILABLE per entry and auto-fill idles");
+    flags.String("clustering_address", &clustering_address,
+                 "clustering service host:port (themes); empty: items carry no theme");
+    flags.String("evalset_address", &evalset_address,
+                 "eval-set service host:port (promotions, novelty); empty: the promotion "
+                 "outbox waits");
+    flags.Duration("fill_interval", &fill_interval, "how often queues are auto-filled");
+    flags.Duration("reaper_interval", &reaper_interval,
+                   "how often expired leases are returned (claims also return them)");
+    flags.Duration("promotion_interval", &promotion_interval,
+                   "how often the promotion outbox is delivered");
+    flags.Int("worker_threads", &worker_threads,
+              "threads running database work of RPCs; 0 = --db_pool_size");
+    flags.Int("executor_queue", &executor_queue,
+              "RPCs that may wait for a thread before RESOURCE_EXHAUSTED");
+  };
+  spec.validate = []() -> absl::Status {
+    if (worker_threads < 0 || worker_threads > 256) {
+      return absl::InvalidArgumentError("--worker_threads: must be in 0..256");
+    }
+    if (executor_queue < 1) return absl::InvalidArgumentError("--executor_queue: must be >= 1");
+    for (auto [name, value] : {std::pair{"--fill_interval", fill_interval},
+                               std::pair{"--reaper_interval", reaper_interval},
+                               std::pair{"--promotion_interval", promotion_interval}}) {
+      if (value < absl::Milliseconds(100)) {
+        return absl::InvalidArgumentError(absl::StrCat(name, ": must be at least 100ms"));
+      }
+    }
+    return absl::OkStatus();
+  };
+  // Owned here so they outlive the server; destroyed in reverse order after it drained.
+  std::unique_ptr<ClaimNotifier> notifier;
+  std::unique_ptr<flywheel::Scheduler> scheduler;
+  std::unique_ptr<PgAnnotationRepository> repository;
+  std::unique_ptr<GrpcCaptureUpstream> capture;
+  std::unique_ptr<GrpcClusteringUpstream> clustering;
+  std::unique_ptr<GrpcEvalSetUpstream> evalset;
+  std::unique_ptr<AnnotationLogic> logic;
+  std::unique_ptr<flywheel::BoundedExecutor> executor;
+  std::unique_ptr<PgClaimListener> listener;
+  std::unique_ptr<LeaseReaper> reaper;
+  std::unique_ptr<PromotionDelivery> delivery;
+  std::unique_ptr<QueueFiller> filler;
+  std::vector<std::unique_ptr<PeriodicWorker>> workers;
+  spec.wire = [&](flywheel::ServiceEnv& env) -> absl::StatusOr<flywheel::ServiceParts> {
+    notifier = std::make_unique<ClaimNotifier>();
+    scheduler = std::make_unique<flywheel::Scheduler>();
+    repository = std::make_unique<PgAnnotationRepository>(&env.pool, &env.logger);
+    UpstreamOptions upstream_options;
+    upstream_options.service_key = env.service_key;
+    if (!capture_address.empty()) {
+      capture = std::make_unique<GrpcCaptureUpstream>(MakeUpstreamChannel(capture_address),
+                                                      upstream_options);
+    }
+    if (!clustering_address.empty()) {
+      clustering = std::make_unique<GrpcClusteringUpstream>(MakeUpstreamChannel(clustering_address),
+                                                            upstream_options);
+    }
+    if (!evalset_address.empty()) {
+      evalset = std::make_unique<GrpcEvalSetUpstream>(MakeUpstreamChannel(evalset_address),
+                                                      upstream_options);
+    }
+    LogicOptions logic_options;
+    logic_options.have_service_key = !env.service_key.empty();
+    logic = std::make_unique<AnnotationLogic>(repository.get(), capture.get(), clustering.get(),
+                                              logic_options);
+    executor = std::make_unique<flywheel::BoundedExecutor>(
+        worker_threads > 0 ? worker_threads : env.options.db_pool_size, executor_queue);
+    listener =
+        std::make_unique<PgClaimListener>(env.options.database_url, notifier.get(), &env.logger);
+
+    // Background work. The reaper needs only the database; the others act for projects through
+    // the upstream services with the service key.
+    reaper = std::make_unique<LeaseReaper>(repository.get(), &env.logger);
+    workers.push_back(std::make_unique<PeriodicWorker>("reaper", reaper_interval, [&] {
+      absl::StatusOr<int64_t> n = reaper->RunOnce();
+      if (!n.ok()) env.logger.Warn("lease reaper failed", {{"status", n.status().ToString()}});
+    }));
+    if (env.service_key.empty()) {
+      env.logger.Warn(
+          "no service key configured (--service_key_file): auto-fill and promotion delivery "
+          "are idle");
+    } else {
+      if (evalset) {
+        delivery =
+            std::make_unique<PromotionDelivery>(repository.get(), evalset.get(), &env.logger);
+        workers.push_back(std::make_unique<PeriodicWorker>("promotion", promotion_interval, [&] {
+          absl::StatusOr<int> n = delivery->RunOnce();
+          if (!n.ok()) {
+            env.logger.Warn("promotion delivery failed", {{"status", n.status().ToString()}});
+          }
+        }));
+      } else {
+        env.logger.Warn("no --evalset_address: promotions stay in the outbox");
+      }
+      if (capture) {
+        QueueFiller::Options fill_options;
+        fill_options.owner = GenerateId();
+        fill_options.lease_ttl = fill_interval * 2 + absl::Seconds(30);
+        filler = std::make_unique<QueueFiller>(repository.get(), capture.get(), clustering.get(),
+                                               evalset.get(), &env.logger, fill_options);
+        workers.push_back(std::make_unique<PeriodicWorker>("filler", fill_interval, [&] {
+          absl::StatusOr<int64_t> n = filler->RunOnce(absl::Now());
+          if (!n.ok()) env.logger.Warn("queue fill failed", {{"status", n.status().ToString()}});
+        }));
+      } else {
+        env.logger.Warn("no --capture_address: auto-fill is idle");
+      }
+    }
+
     flywheel::ServiceParts parts;
+    parts.on_shutdown.push_back([&] {
+      workers.clear();
+      listener.reset();
+    });
     parts.services.emplace_back(
-        std::make_unique<AnnotationServiceHandler>(&env.authenticator, &env.logger),
-        ::flywheel::annotation::v1::AnnotationService::service_full_name());
+        std::make_unique<AnnotationServiceHandler>(&env.authenticator, logic.get(), executor.get(),
+                                                   scheduler.get(), notifier.get(), &env.logger),
+        v1::AnnotationService::service_full_name());
     return parts;
   };
   return flywheel::RunServiceMain(argc, argv, spec);
