@@ -619,6 +619,207 @@ TEST_F(CaptureDbTest, SurvivorshipAuditShowsRatersAreNotLikeEveryone) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// --- Write paths: a batch goes through a lookup + COPY, a single item through one statement. ---
+
+// Rows of one project as comparable text: the stored columns (not project or receive time), the
+// distinct queued trace ids, and the session activity.
+std::vector<std::string> StoredRows(const std::string& conninfo, const std::string& project) {
+  pqxx::connection connection(conninfo);
+  pqxx::work tx(connection);
+  std::vector<std::string> rows;
+  auto add = [&](const std::string& table, const std::string& sql) {
+    for (const auto& row : tx.exec_params(sql, project)) {
+      std::string line = table;
+      for (const auto& field : row)
+        line += "|" + (field.is_null() ? "NULL" : field.as<std::string>());
+      rows.push_back(line);
+    }
+  };
+  add("trace",
+      "SELECT trace_id, session_id, user_id, feature_area, model, model_version, "
+      "prompt_template_id, prompt_version, start_time, end_time, content_sha256, redactions, "
+      "payload FROM capture.traces WHERE project_id = $1 ORDER BY trace_id");
+  add("signal",
+      "SELECT event_id, trace_id, session_id, user_id, signal_kind, actor, occur_time, value_key, "
+      "content_sha256, redactions, payload FROM capture.signals WHERE project_id = $1 "
+      "ORDER BY event_id");
+  add("queued",
+      "SELECT DISTINCT trace_id FROM capture.label_queue WHERE project_id = $1 ORDER BY 1");
+  add("session",
+      "SELECT session_id, last_trace_id, last_activity FROM capture.session_activity "
+      "WHERE project_id = $1 ORDER BY session_id");
+  return rows;
+}
+
+// Two sessions of traces, signals on traces, a rating, a comment, a session-level signal and a
+// trace with personal data to redact.
+struct Scenario {
+  std::vector<v1::Trace> traces;
+  std::vector<v1::Signal> signals;
+  std::vector<ItemRef> Items() const {
+    std::vector<ItemRef> items;
+    for (const auto& trace : traces) items.push_back(ItemRef{&trace, nullptr});
+    for (const auto& signal : signals) items.push_back(ItemRef{nullptr, &signal});
+    return items;
+  }
+};
+
+Scenario MakeScenario(absl::Time now) {
+  Scenario scenario;
+  for (int k = 0; k < 6; ++k) {
+    const std::string session = k < 4 ? "sa" : "sb";
+    scenario.traces.push_back(MakeTrace(absl::StrCat("t", k), session,
+                                        now - absl::Minutes(10) + absl::Seconds(10 * k),
+                                        absl::StrCat("question number ", k)));
+  }
+  scenario.traces.push_back(MakeTrace("t-nosession", "", now - absl::Minutes(3)));
+  scenario.traces.back().set_output("Write to jane.doe@example.com for help.");
+  scenario.signals.push_back(Thumb("e-up", "t1", v1::THUMB_UP, now - absl::Minutes(2)));
+  scenario.signals.push_back(
+      Thumb("e-down", "t4", v1::THUMB_DOWN, now - absl::Minutes(2), "user-2"));
+  scenario.signals.push_back(Thumb("e-early", "t-later", v1::THUMB_DOWN, now - absl::Minutes(1)));
+  v1::Signal rating;
+  rating.set_event_id("e-rating");
+  rating.set_trace_id("t2");
+  rating.set_user_id("user-3");
+  *rating.mutable_occur_time() = ToProto(now - absl::Minutes(2));
+  rating.mutable_explicit_feedback()->set_rating(4);
+  rating.mutable_explicit_feedback()->set_comment("good\tenough\nmostly \\ fine");
+  scenario.signals.push_back(rating);
+  v1::Signal session_signal;
+  session_signal.set_event_id("e-session");
+  session_signal.set_session_id("sa");
+  *session_signal.mutable_occur_time() = ToProto(now - absl::Minutes(1));
+  session_signal.mutable_custom()->set_name("checkout");
+  scenario.signals.push_back(session_signal);
+  return scenario;
+}
+
+TEST_F(CaptureDbTest, BatchThroughCopyStoresTheSameRowsQueueAndSessionsAsSingleWrites) {
+  const Scenario scenario = MakeScenario(now_);
+  for (const ItemRef& item : scenario.Items()) {
+    const CaptureLogic::IngestOutcome outcome = Write("single", {item});
+    EXPECT_EQ(outcome.counts.accepted(), 1) << outcome.results[0].DebugString();
+  }
+  const CaptureLogic::IngestOutcome batch = Write("batch", scenario.Items());
+  EXPECT_EQ(batch.counts.accepted(), static_cast<int>(scenario.Items().size()));
+  EXPECT_GT(batch.counts.redactions(), 0);
+  const std::vector<std::string> single_rows = StoredRows(db_->conninfo(), "single");
+  const std::vector<std::string> batch_rows = StoredRows(db_->conninfo(), "batch");
+  EXPECT_EQ(batch_rows, single_rows);
+  // Every trace and the early signal's (not yet received) trace are queued.
+  EXPECT_EQ(std::count_if(batch_rows.begin(), batch_rows.end(),
+                          [](const std::string& row) { return row.rfind("queued|", 0) == 0; }),
+            8);
+  EXPECT_NE(std::find(batch_rows.begin(), batch_rows.end(), "queued|t-later"), batch_rows.end());
+  // Signals on traces know whether their trace arrived (in the batch or before).
+  const size_t first_signal = scenario.traces.size();
+  EXPECT_TRUE(batch.trace_received[first_signal]);
+  EXPECT_FALSE(batch.trace_received[first_signal + 2]);  // t-later
+  // Labels come out the same from both.
+  Label();
+  EXPECT_EQ(Get("t4", "batch").trace().label().DebugString(),
+            Get("t4", "single").trace().label().DebugString());
+}
+
+TEST_F(CaptureDbTest, BatchAgainAfterStoringIsDuplicateOrAlreadyExistsPerItemAndQueuesNothing) {
+  const Scenario scenario = MakeScenario(now_);
+  const CaptureLogic::IngestOutcome first = Write("p1", scenario.Items());
+  ASSERT_EQ(first.counts.accepted(), static_cast<int>(scenario.Items().size()));
+  {
+    pqxx::connection connection(db_->conninfo());
+    pqxx::work tx(connection);
+    tx.exec("DELETE FROM capture.label_queue");
+    tx.commit();
+  }
+  // The same batch with one trace and one signal changed, one new trace, and a repeat of the new
+  // trace with other content.
+  Scenario again = scenario;
+  again.traces[2].set_output("a different answer");
+  again.signals[0].mutable_explicit_feedback()->set_thumb(v1::THUMB_DOWN);
+  again.traces.push_back(MakeTrace("t-new", "sb", now_ - absl::Minutes(1)));
+  again.traces.push_back(again.traces.back());
+  again.traces.back().set_output("not the same");
+  const CaptureLogic::IngestOutcome outcome = Write("p1", again.Items());
+  const size_t n_traces = again.traces.size();
+  for (size_t i = 0; i < outcome.results.size(); ++i) {
+    const auto& result = outcome.results[i].result();
+    if (i == 2 || i == n_traces - 1 || i == n_traces) {  // changed trace, changed repeat, signal
+      EXPECT_EQ(result.outcome(), common::v1::ITEM_OUTCOME_REJECTED) << i;
+      EXPECT_EQ(result.code(), static_cast<int>(absl::StatusCode::kAlreadyExists)) << i;
+    } else if (i == n_traces - 2) {
+      EXPECT_EQ(result.outcome(), common::v1::ITEM_OUTCOME_ACCEPTED) << i;
+    } else {
+      EXPECT_EQ(result.outcome(), common::v1::ITEM_OUTCOME_DUPLICATE) << i;
+      // A duplicate reports the stored item's receive time and redactions.
+      const size_t original = i < n_traces ? i : i - n_traces + scenario.traces.size();
+      EXPECT_EQ(outcome.receive_times[i], first.receive_times[original]) << i;
+      EXPECT_EQ(outcome.results[i].redactions().total(),
+                first.results[original].redactions().total())
+          << i;
+    }
+  }
+  EXPECT_EQ(outcome.counts.accepted(), 1);
+  EXPECT_EQ(Get("t2").trace().output(), scenario.traces[2].output());
+  // Only the new trace and its session's previous trace are queued; t-new ends session sb.
+  const std::vector<std::string> rows = StoredRows(db_->conninfo(), "p1");
+  std::vector<std::string> queued;
+  for (const std::string& row : rows) {
+    if (row.rfind("queued|", 0) == 0) queued.push_back(row);
+  }
+  EXPECT_EQ(queued, (std::vector<std::string>{"queued|t-new", "queued|t5"}));
+  EXPECT_NE(
+      std::find_if(rows.begin(), rows.end(),
+                   [](const std::string& row) { return row.rfind("session|sb|t-new|", 0) == 0; }),
+      rows.end());
+}
+
+TEST_F(CaptureDbTest, ConcurrentWritersOfTheSameIdsStoreEachOnceAndOneAcceptsIt) {
+  constexpr int kRounds = 15;
+  constexpr int kWriters = 3;
+  for (int round = 0; round < kRounds; ++round) {
+    // Even rounds: batches of 20 traces + 10 signals; odd rounds: a single trace.
+    const int n = round % 2 == 0 ? 20 : 1;
+    Scenario scenario;
+    for (int k = 0; k < n; ++k) {
+      const std::string id = absl::StrCat("r", round, "-", k);
+      scenario.traces.push_back(MakeTrace(id, absl::StrCat("s", round), now_ - absl::Minutes(5)));
+      if (n > 1 && k % 2 == 0) {
+        scenario.signals.push_back(Thumb("e-" + id, id, v1::THUMB_UP, now_, id));
+      }
+    }
+    std::vector<CaptureLogic::IngestOutcome> outcomes(kWriters);
+    std::vector<std::thread> threads;
+    for (int w = 0; w < kWriters; ++w) {
+      threads.emplace_back([&, w] {
+        absl::StatusOr<CaptureLogic::IngestOutcome> outcome =
+            logic_->Ingest(Writer{"p1"}, scenario.Items());
+        ASSERT_OK(outcome);
+        outcomes[w] = *outcome;
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    const size_t items = scenario.Items().size();
+    for (size_t i = 0; i < items; ++i) {
+      int accepted = 0;
+      for (const auto& outcome : outcomes) {
+        ASSERT_EQ(outcome.results.size(), items);
+        const auto code = outcome.results[i].result().outcome();
+        EXPECT_TRUE(code == common::v1::ITEM_OUTCOME_ACCEPTED ||
+                    code == common::v1::ITEM_OUTCOME_DUPLICATE)
+            << outcome.results[i].DebugString();
+        accepted += code == common::v1::ITEM_OUTCOME_ACCEPTED;
+        EXPECT_EQ(outcome.receive_times[i], outcomes[0].receive_times[i]);
+      }
+      EXPECT_EQ(accepted, 1) << "round " << round << " item " << i;
+    }
+  }
+  const std::vector<std::string> rows = StoredRows(db_->conninfo(), "p1");
+  EXPECT_EQ(std::count_if(rows.begin(), rows.end(),
+                          [](const std::string& row) { return row.rfind("trace|", 0) == 0; }),
+            8 * 20 + 7);
+}
+
 TEST_F(CaptureDbTest, DatabaseDownIsUnavailableAndNothingIsPartlyStored) {
   db::ConnectionPool dead({"host=127.0.0.1 port=1 connect_timeout=1", 2, absl::Seconds(1)});
   PgCaptureRepository repository(&dead, &logger_);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <pqxx/pqxx>
+#include <pqxx/stream_to>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -93,47 +94,72 @@ struct Statement {
 std::vector<Statement> Statements() {
   const std::string receive = Micros("receive_time");
   return {
-      {"cap_write_traces",
-       "WITH input AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], "
-       "$6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::bytea[], "
-       "$13::int4[], $14::bytea[]) WITH ORDINALITY AS i(trace_id, session_id, user_id, "
-       "feature_area, model, model_version, prompt_template_id, prompt_version, start_us, end_us, "
-       "sha, redactions, payload, n)), "
-       "ins AS (INSERT INTO capture.traces (project_id, trace_id, session_id, user_id, "
+      // Single-item writes (unary CreateTrace / CreateSignal): one statement with scalar
+      // parameters does the insert, the label-queue rows and the session activity, so a call is
+      // one round trip inside its transaction and the plan cache settles on a generic plan (no
+      // planning per call). The final SELECT reads the earlier row when the insert did nothing;
+      // a row inserted concurrently after this statement's snapshot reads as all NULL and is
+      // looked up again (cap_existing_*).
+      {"cap_write_trace",
+       "WITH ins AS (INSERT INTO capture.traces (project_id, trace_id, session_id, user_id, "
        "feature_area, model, model_version, prompt_template_id, prompt_version, start_time, "
-       "end_time, content_sha256, redactions, payload) SELECT $1, trace_id, session_id, user_id, "
-       "feature_area, model, model_version, prompt_template_id, prompt_version, " +
-           FromMicros("start_us") + ", " + FromMicros("end_us") +
-           ", sha, redactions, payload FROM input ORDER BY n "
-           "ON CONFLICT (project_id, trace_id) DO NOTHING RETURNING trace_id, receive_time) "
-           "SELECT i.n, ins.trace_id IS NOT NULL, " +
-           Micros("coalesce(ins.receive_time, t.receive_time)") +
-           ", t.content_sha256 = i.sha, t.payload "
-           "FROM input i LEFT JOIN ins ON ins.trace_id = i.trace_id "
-           "LEFT JOIN capture.traces t ON ins.trace_id IS NULL AND t.project_id = $1 "
-           "AND t.trace_id = i.trace_id ORDER BY i.n"},
+       "end_time, content_sha256, redactions, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+       "$9, " +
+           FromMicros("$10::int8") + ", " + FromMicros("$11::int8") +
+           ", $12, $13, $14) ON CONFLICT (project_id, trace_id) DO NOTHING RETURNING "
+           "receive_time), "
+           // The trace itself and the previous trace of its session (its "next trace" changed).
+           "queued AS (INSERT INTO capture.label_queue (project_id, trace_id) SELECT $1, x FROM "
+           "(SELECT $2::text x FROM ins UNION SELECT p.trace_id FROM ins, LATERAL (SELECT "
+           "trace_id FROM capture.traces p WHERE p.project_id = $1 AND p.session_id = $3 AND "
+           "p.session_id <> '' AND (p.start_time, p.trace_id) < (" +
+           FromMicros("$10::int8") +
+           ", $2::text) ORDER BY p.start_time DESC, p.trace_id DESC LIMIT 1) p) q ORDER BY x), "
+           "touched AS (INSERT INTO capture.session_activity AS a (project_id, session_id, "
+           "last_trace_id, last_activity) SELECT $1, $3, $2, " +
+           FromMicros("$11::int8") +
+           " FROM ins WHERE $3 <> '' ON CONFLICT (project_id, session_id) DO UPDATE SET "
+           "last_trace_id = excluded.last_trace_id, last_activity = excluded.last_activity "
+           "WHERE excluded.last_activity >= a.last_activity) "
+           "SELECT (SELECT " +
+           Micros("receive_time") + " FROM ins), t.content_sha256 = $12, t.payload, " +
+           Micros("t.receive_time") +
+           " FROM (SELECT 1) one LEFT JOIN capture.traces t ON NOT EXISTS (SELECT 1 FROM ins) "
+           "AND t.project_id = $1 AND t.trace_id = $2"},
+      {"cap_write_signal",
+       "WITH ins AS (INSERT INTO capture.signals (project_id, event_id, trace_id, session_id, "
+       "user_id, signal_kind, actor, occur_time, value_key, content_sha256, redactions, payload) "
+       "VALUES ($1, $2, $3, $4, $5, $6, $7, " +
+           FromMicros("$8::int8") +
+           ", NULLIF($9, '')::int2, $10, $11, $12) ON CONFLICT (project_id, event_id) DO NOTHING "
+           "RETURNING receive_time), "
+           // A trace's signal queues the trace (received or not); a session's signal queues every
+           // trace of the session.
+           "queued AS (INSERT INTO capture.label_queue (project_id, trace_id) SELECT $1, x FROM "
+           "(SELECT $3::text x FROM ins WHERE $3 <> '' UNION SELECT t.trace_id FROM ins, "
+           "capture.traces t WHERE t.project_id = $1 AND t.session_id = $4 AND t.session_id <> '') "
+           "q ORDER BY x) "
+           "SELECT (SELECT " +
+           Micros("receive_time") + " FROM ins), s.content_sha256 = $10, s.payload, " +
+           Micros("s.receive_time") +
+           ", $3 <> '' AND EXISTS (SELECT 1 FROM capture.traces t WHERE t.project_id = $1 AND "
+           "t.trace_id = $3) FROM (SELECT 1) one LEFT JOIN capture.signals s ON NOT EXISTS "
+           "(SELECT 1 FROM ins) AND s.project_id = $1 AND s.event_id = $2"},
+      // Batches: what is stored already (and the transaction's receive time), then COPY of the
+      // new rows into the tables, then the label-queue and session rows from the batch's values.
+      {"cap_batch_existing",
+       "SELECT 0, trace_id, content_sha256, " + receive +
+           ", payload FROM capture.traces WHERE project_id = $1 AND trace_id = ANY($2::text[]) "
+           "UNION ALL SELECT 1, event_id, content_sha256, " +
+           receive +
+           ", payload FROM capture.signals WHERE project_id = $1 AND event_id = ANY($3::text[]) "
+           "UNION ALL SELECT 2, trace_id, NULL, NULL, NULL FROM capture.traces WHERE "
+           "project_id = $1 AND trace_id = ANY($4::text[]) "
+           "UNION ALL SELECT 3, NULL, NULL, " +
+           Micros("now()") + ", NULL"},
       {"cap_existing_traces",
        "SELECT trace_id, content_sha256, " + receive +
            ", payload FROM capture.traces WHERE project_id = $1 AND trace_id = ANY($2::text[])"},
-      {"cap_write_signals",
-       "WITH input AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], "
-       "$6::int2[], $7::int2[], $8::int8[], $9::text[], $10::bytea[], $11::int4[], $12::bytea[]) "
-       "WITH ORDINALITY AS i(event_id, trace_id, session_id, user_id, signal_kind, actor, "
-       "occur_us, value_key, sha, redactions, payload, n)), "
-       "ins AS (INSERT INTO capture.signals (project_id, event_id, trace_id, session_id, user_id, "
-       "signal_kind, actor, occur_time, value_key, content_sha256, redactions, payload) "
-       "SELECT $1, event_id, trace_id, session_id, user_id, signal_kind, actor, " +
-           FromMicros("occur_us") +
-           ", NULLIF(value_key, '')::int2, sha, redactions, payload FROM input ORDER BY n "
-           "ON CONFLICT (project_id, event_id) DO NOTHING RETURNING event_id, receive_time) "
-           "SELECT i.n, ins.event_id IS NOT NULL, " +
-           Micros("coalesce(ins.receive_time, s.receive_time)") +
-           ", s.content_sha256 = i.sha, s.payload, "
-           "i.trace_id <> '' AND EXISTS (SELECT 1 FROM capture.traces t WHERE t.project_id = $1 "
-           "AND t.trace_id = i.trace_id) "
-           "FROM input i LEFT JOIN ins ON ins.event_id = i.event_id "
-           "LEFT JOIN capture.signals s ON ins.event_id IS NULL AND s.project_id = $1 "
-           "AND s.event_id = i.event_id ORDER BY i.n"},
       {"cap_existing_signals",
        "SELECT event_id, content_sha256, " + receive +
            ", payload, trace_id <> '' AND EXISTS (SELECT 1 FROM capture.traces t WHERE "
@@ -145,26 +171,32 @@ std::vector<Statement> Statements() {
       // clause, a parameter or a long array, and without the index it reads every row of the
       // project once per input row.
       //
-      // Queue the given traces, plus the previous trace of each one's session (its "next trace"
-      // changed), plus every trace of the given sessions (session-level signals).
+      // Queue the given traces, plus the previous trace of each new trace's session (its "next
+      // trace" changed; the new traces are passed with their session and start, not re-read),
+      // plus every trace of the given sessions (session-level signals). Runs after the batch's
+      // rows are written, so a new trace's previous trace may be one of the batch.
       {"cap_queue",
        "INSERT INTO capture.label_queue (project_id, trace_id) "
        "SELECT $1, x FROM (SELECT unnest($2::text[]) x UNION "
-       "SELECT p.trace_id FROM capture.traces c JOIN LATERAL (SELECT trace_id FROM capture.traces "
-       "p WHERE p.project_id = $1 AND p.session_id = c.session_id AND p.session_id <> '' AND "
-       "(p.start_time, p.trace_id) < (c.start_time, c.trace_id) "
-       "ORDER BY p.start_time DESC, p.trace_id DESC LIMIT 1) p ON "
-       "true WHERE c.project_id = $1 AND c.trace_id = ANY($3::text[]) AND c.session_id <> '' "
-       "UNION SELECT trace_id FROM capture.traces WHERE project_id = $1 AND "
-       "session_id = ANY($4::text[]) AND session_id <> '') q ORDER BY x"},
+       "SELECT p.trace_id FROM unnest($3::text[], $4::text[], $5::int8[]) c(trace_id, "
+       "session_id, start_us) JOIN LATERAL (SELECT trace_id FROM capture.traces p WHERE "
+       "p.project_id = $1 AND p.session_id = c.session_id AND p.session_id <> '' AND "
+       "(p.start_time, p.trace_id) < (" +
+           FromMicros("c.start_us") +
+           ", c.trace_id) ORDER BY p.start_time DESC, p.trace_id DESC LIMIT 1) p ON true "
+           "WHERE c.session_id <> '' "
+           "UNION SELECT trace_id FROM capture.traces WHERE project_id = $1 AND "
+           "session_id = ANY($6::text[]) AND session_id <> '') q ORDER BY x"},
+      // Last activity of each session from the batch's new traces (passed, not re-read).
       {"cap_touch_sessions",
        "INSERT INTO capture.session_activity AS a (project_id, session_id, last_trace_id, "
-       "last_activity) SELECT DISTINCT ON (session_id) $1, session_id, trace_id, end_time "
-       "FROM capture.traces WHERE project_id = $1 AND trace_id = ANY($2::text[]) AND "
-       "session_id <> '' ORDER BY session_id, start_time DESC, trace_id DESC "
-       "ON CONFLICT (project_id, session_id) DO UPDATE SET last_trace_id = "
-       "excluded.last_trace_id, last_activity = excluded.last_activity "
-       "WHERE excluded.last_activity >= a.last_activity"},
+       "last_activity) SELECT DISTINCT ON (session_id) $1, session_id, trace_id, " +
+           FromMicros("end_us") +
+           " FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[]) c(trace_id, session_id, "
+           "start_us, end_us) WHERE session_id <> '' ORDER BY session_id, start_us DESC, "
+           "trace_id DESC ON CONFLICT (project_id, session_id) DO UPDATE SET last_trace_id = "
+           "excluded.last_trace_id, last_activity = excluded.last_activity "
+           "WHERE excluded.last_activity >= a.last_activity"},
       {"cap_get_trace", "SELECT t.payload, " + Micros("t.receive_time") +
                             ", l.payload FROM capture.traces t LEFT JOIN capture.trace_labels l "
                             "ON l.project_id = t.project_id AND l.trace_id = t.trace_id "
@@ -432,152 +464,283 @@ PgCaptureRepository::PgCaptureRepository(db::ConnectionPool* pool, Logger* logge
     pool_->RegisterStatement(statement.name, statement.sql);
 }
 
+namespace {
+
+// COPY text-format values. Text fields are escaped by pqxx::stream_to; these build the values of
+// the other column types.
+std::string CopyBytea(const std::string& bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(2 + 2 * bytes.size(), '\0');
+  out[0] = '\\';
+  out[1] = 'x';
+  char* p = out.data() + 2;
+  for (unsigned char c : bytes) {
+    *p++ = kHex[c >> 4];
+    *p++ = kHex[c & 0xf];
+  }
+  return out;
+}
+std::string CopyTime(int64_t micros) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%E6S+00", FromMicrosValue(micros), absl::UTCTimeZone());
+}
+
+const std::vector<std::string>& TraceColumns() {
+  static const auto* columns = new std::vector<std::string>{
+      "project_id", "trace_id",       "session_id",         "user_id",        "feature_area",
+      "model",      "model_version",  "prompt_template_id", "prompt_version", "start_time",
+      "end_time",   "content_sha256", "redactions",         "payload"};
+  return *columns;
+}
+const std::vector<std::string>& SignalColumns() {
+  static const auto* columns = new std::vector<std::string>{
+      "project_id", "event_id",   "trace_id",  "session_id",     "user_id",    "signal_kind",
+      "actor",      "occur_time", "value_key", "content_sha256", "redactions", "payload"};
+  return *columns;
+}
+
+WriteOutcome Outcome(bool same_content) {
+  return same_content ? WriteOutcome::kDuplicate : WriteOutcome::kConflict;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<WriteResult>> PgCaptureRepository::Write(
     const std::string& project_id, const std::vector<PreparedItem>& items) {
-  // Column arrays, per item type, in item order.
-  std::vector<size_t> trace_index, signal_index;
-  std::vector<std::string> t_id, t_session, t_user, t_area, t_model, t_model_version, t_template,
-      t_prompt_version, t_sha, t_payload;
-  std::vector<int64_t> t_start, t_end;
-  std::vector<int> t_redactions;
-  std::vector<std::string> s_id, s_trace, s_session, s_user, s_value, s_sha, s_payload;
-  std::vector<int> s_kind, s_actor, s_redactions;
-  std::vector<int64_t> s_occur;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const PreparedItem& item = items[i];
-    if (item.type == PreparedItem::Type::kTrace) {
-      const v1::Trace& trace = item.trace;
-      trace_index.push_back(i);
-      t_id.push_back(trace.trace_id());
-      t_session.push_back(trace.session_id());
-      t_user.push_back(trace.user_id());
-      t_area.push_back(trace.feature_area());
-      t_model.push_back(trace.model());
-      t_model_version.push_back(trace.model_version());
-      t_template.push_back(trace.prompt_template_id());
-      t_prompt_version.push_back(trace.prompt_version());
-      t_start.push_back(ToMicros(ToTime(trace.start_time())));
-      t_end.push_back(ToMicros(ToTime(trace.end_time())));
-      t_sha.push_back(item.content_sha256);
-      t_redactions.push_back(trace.redactions().total());
-      t_payload.push_back(trace.SerializeAsString());
-    } else {
-      const v1::Signal& signal = item.signal;
-      signal_index.push_back(i);
-      s_id.push_back(signal.event_id());
-      s_trace.push_back(signal.trace_id());
-      s_session.push_back(signal.session_id());
-      s_user.push_back(signal.user_id());
-      s_kind.push_back(signal.signal_kind());
-      s_actor.push_back(signal.actor());
-      s_occur.push_back(ToMicros(OccurTime(signal)));
-      const std::optional<int> value = ValueKey(signal);
-      s_value.push_back(value.has_value() ? absl::StrCat(*value) : "");
-      s_sha.push_back(item.content_sha256);
-      s_redactions.push_back(signal.redactions().total());
-      s_payload.push_back(signal.SerializeAsString());
-    }
-  }
+  if (items.empty()) return std::vector<WriteResult>{};
+  if (items.size() == 1) return WriteOne(project_id, items[0]);
+  return WriteBatch(project_id, items);
+}
 
-  std::vector<WriteResult> results;
+absl::StatusOr<std::vector<WriteResult>> PgCaptureRepository::WriteOne(
+    const std::string& project_id, const PreparedItem& item) {
+  const bool is_trace = item.type == PreparedItem::Type::kTrace;
+  const pqxx::binarystring sha(item.content_sha256);
+  const pqxx::binarystring payload(is_trace ? item.trace.SerializeAsString()
+                                            : item.signal.SerializeAsString());
+  std::vector<WriteResult> results(1);
+  WriteResult& result = results[0];
   absl::Status status = db::RunInTransaction(
       *pool_, {},
       [&](pqxx::transaction_base& tx) -> absl::Status {
-        results.assign(items.size(), WriteResult{});
-        std::vector<std::string> queue_traces, new_traces, queue_sessions, recheck;
-        auto classify = [&](WriteResult& result, bool inserted, bool same) {
-          result.outcome = inserted ? WriteOutcome::kAccepted
-                           : same   ? WriteOutcome::kDuplicate
-                                    : WriteOutcome::kConflict;
-        };
-        if (!trace_index.empty()) {
-          pqxx::result rows = tx.exec_prepared(
-              "cap_write_traces", project_id, TextArray(t_id), TextArray(t_session),
-              TextArray(t_user), TextArray(t_area), TextArray(t_model), TextArray(t_model_version),
-              TextArray(t_template), TextArray(t_prompt_version), NumberArray(t_start),
-              NumberArray(t_end), ByteaArray(t_sha), NumberArray(t_redactions),
-              ByteaArray(t_payload));
-          for (const auto& row : rows) {
-            const size_t k = row[0].as<size_t>() - 1;
-            WriteResult& result = results[trace_index[k]];
-            const bool inserted = row[1].as<bool>();
-            if (!inserted && row[2].is_null()) {
-              recheck.push_back(t_id[k]);  // inserted concurrently, after our snapshot
-              continue;
-            }
-            classify(result, inserted, row[3].is_null() || row[3].as<bool>());
-            result.receive_time = FromMicrosValue(row[2].as<int64_t>());
-            result.redactions = inserted ? items[trace_index[k]].trace.redactions()
-                                         : Parse<v1::Trace>(row[4]).redactions();
-            if (inserted) new_traces.push_back(t_id[k]);
-          }
-          if (!recheck.empty()) {
-            std::map<std::string, size_t> position;
-            for (size_t k = 0; k < t_id.size(); ++k) position[t_id[k]] = k;
-            for (const auto& row :
-                 tx.exec_prepared("cap_existing_traces", project_id, TextArray(recheck))) {
-              const size_t k = position[row[0].as<std::string>()];
-              WriteResult& result = results[trace_index[k]];
-              classify(result, false, Bytes(row[1]) == t_sha[k]);
-              result.receive_time = FromMicrosValue(row[2].as<int64_t>());
-              result.redactions = Parse<v1::Trace>(row[3]).redactions();
-            }
-          }
+        result = WriteResult{};
+        pqxx::result rows;
+        if (is_trace) {
+          const v1::Trace& trace = item.trace;
+          rows = tx.exec_prepared("cap_write_trace", project_id, trace.trace_id(),
+                                  trace.session_id(), trace.user_id(), trace.feature_area(),
+                                  trace.model(), trace.model_version(), trace.prompt_template_id(),
+                                  trace.prompt_version(), ToMicros(ToTime(trace.start_time())),
+                                  ToMicros(ToTime(trace.end_time())), sha,
+                                  trace.redactions().total(), payload);
+        } else {
+          const v1::Signal& signal = item.signal;
+          const std::optional<int> value = ValueKey(signal);
+          rows = tx.exec_prepared("cap_write_signal", project_id, signal.event_id(),
+                                  signal.trace_id(), signal.session_id(), signal.user_id(),
+                                  static_cast<int>(signal.signal_kind()),
+                                  static_cast<int>(signal.actor()), ToMicros(OccurTime(signal)),
+                                  value.has_value() ? absl::StrCat(*value) : "", sha,
+                                  signal.redactions().total(), payload);
         }
-        if (!signal_index.empty()) {
-          recheck.clear();
-          pqxx::result rows =
-              tx.exec_prepared("cap_write_signals", project_id, TextArray(s_id), TextArray(s_trace),
-                               TextArray(s_session), TextArray(s_user), NumberArray(s_kind),
-                               NumberArray(s_actor), NumberArray(s_occur), TextArray(s_value),
-                               ByteaArray(s_sha), NumberArray(s_redactions), ByteaArray(s_payload));
-          for (const auto& row : rows) {
-            const size_t k = row[0].as<size_t>() - 1;
-            WriteResult& result = results[signal_index[k]];
-            const bool inserted = row[1].as<bool>();
-            if (!inserted && row[2].is_null()) {
-              recheck.push_back(s_id[k]);
-              continue;
-            }
-            classify(result, inserted, row[3].is_null() || row[3].as<bool>());
-            result.receive_time = FromMicrosValue(row[2].as<int64_t>());
-            result.redactions = inserted ? items[signal_index[k]].signal.redactions()
-                                         : Parse<v1::Signal>(row[4]).redactions();
-            result.trace_received = row[5].as<bool>();
-            if (inserted) {
-              if (!s_trace[k].empty()) queue_traces.push_back(s_trace[k]);
-              if (!s_session[k].empty()) queue_sessions.push_back(s_session[k]);
-            }
-          }
-          if (!recheck.empty()) {
-            std::map<std::string, size_t> position;
-            for (size_t k = 0; k < s_id.size(); ++k) position[s_id[k]] = k;
-            for (const auto& row :
-                 tx.exec_prepared("cap_existing_signals", project_id, TextArray(recheck))) {
-              const size_t k = position[row[0].as<std::string>()];
-              WriteResult& result = results[signal_index[k]];
-              classify(result, false, Bytes(row[1]) == s_sha[k]);
-              result.receive_time = FromMicrosValue(row[2].as<int64_t>());
-              result.redactions = Parse<v1::Signal>(row[3]).redactions();
-              result.trace_received = row[4].as<bool>();
-            }
-          }
+        const pqxx::row row = rows.at(0);
+        if (!is_trace) result.trace_received = row[4].as<bool>();
+        if (!row[0].is_null()) {
+          result.outcome = WriteOutcome::kAccepted;
+          result.receive_time = FromMicrosValue(row[0].as<int64_t>());
+          result.redactions = is_trace ? item.trace.redactions() : item.signal.redactions();
+          return absl::OkStatus();
         }
-        queue_traces.insert(queue_traces.end(), new_traces.begin(), new_traces.end());
-        if (!queue_traces.empty() || !queue_sessions.empty()) {
-          std::sort(queue_traces.begin(), queue_traces.end());
-          queue_traces.erase(std::unique(queue_traces.begin(), queue_traces.end()),
-                             queue_traces.end());
-          tx.exec_prepared("cap_queue", project_id, TextArray(queue_traces), TextArray(new_traces),
-                           TextArray(queue_sessions));
+        if (!row[1].is_null()) {
+          result.outcome = Outcome(row[1].as<bool>());
+          result.receive_time = FromMicrosValue(row[3].as<int64_t>());
+          result.redactions = is_trace ? Parse<v1::Trace>(row[2]).redactions()
+                                       : Parse<v1::Signal>(row[2]).redactions();
+          return absl::OkStatus();
         }
-        if (!new_traces.empty()) {
-          tx.exec_prepared("cap_touch_sessions", project_id, TextArray(new_traces));
-        }
+        // Inserted concurrently, after this statement's snapshot: read it again.
+        pqxx::result existing =
+            tx.exec_prepared(is_trace ? "cap_existing_traces" : "cap_existing_signals", project_id,
+                             TextArray({item.id()}));
+        if (existing.empty()) return absl::AbortedError("concurrent write; retry");
+        result.outcome = Outcome(Bytes(existing[0][1]) == item.content_sha256);
+        result.receive_time = FromMicrosValue(existing[0][2].as<int64_t>());
+        result.redactions = is_trace ? Parse<v1::Trace>(existing[0][3]).redactions()
+                                     : Parse<v1::Signal>(existing[0][3]).redactions();
+        if (!is_trace) result.trace_received = existing[0][4].as<bool>();
         return absl::OkStatus();
       },
       logger_);
   if (!status.ok()) return status;
+  return results;
+}
+
+// A batch in one transaction: one query finds what is stored already (duplicates and conflicts
+// by content hash, the traces the batch's signals refer to, the transaction's receive time),
+// COPY writes the new rows straight into the tables, and two statements add the label-queue and
+// session rows from the batch's values. A row that another transaction inserts between the
+// lookup and the COPY makes the COPY fail with a unique violation: the whole batch is then
+// retried and finds that row as stored.
+absl::StatusOr<std::vector<WriteResult>> PgCaptureRepository::WriteBatch(
+    const std::string& project_id, const std::vector<PreparedItem>& items) {
+  // Items by type; a repeated id (the logic sends none) gets the first one's result.
+  std::vector<size_t> traces, signals;
+  std::vector<std::pair<size_t, size_t>> repeats;
+  std::map<std::string, size_t> trace_position, signal_position;  // id -> item index
+  std::vector<std::string> trace_ids, signal_ids;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const bool is_trace = items[i].type == PreparedItem::Type::kTrace;
+    auto& position = is_trace ? trace_position : signal_position;
+    auto [it, fresh] = position.emplace(items[i].id(), i);
+    if (!fresh) {
+      repeats.emplace_back(i, it->second);
+      continue;
+    }
+    (is_trace ? traces : signals).push_back(i);
+    (is_trace ? trace_ids : signal_ids).push_back(items[i].id());
+  }
+  std::set<std::string> referenced;  // traces of the signals, not in this batch
+  for (size_t i : signals) {
+    const std::string& trace_id = items[i].signal.trace_id();
+    if (!trace_id.empty() && trace_position.count(trace_id) == 0) referenced.insert(trace_id);
+  }
+  const std::vector<std::string> referenced_ids(referenced.begin(), referenced.end());
+  // COPY values, built once (a retried transaction reuses them).
+  std::vector<std::string> payload(items.size()), sha(items.size());
+  std::vector<int64_t> start_us(items.size()), end_us(items.size());
+  for (size_t i : traces) {
+    const v1::Trace& trace = items[i].trace;
+    payload[i] = CopyBytea(trace.SerializeAsString());
+    sha[i] = CopyBytea(items[i].content_sha256);
+    start_us[i] = ToMicros(ToTime(trace.start_time()));
+    end_us[i] = ToMicros(ToTime(trace.end_time()));
+  }
+  for (size_t i : signals) {
+    payload[i] = CopyBytea(items[i].signal.SerializeAsString());
+    sha[i] = CopyBytea(items[i].content_sha256);
+    start_us[i] = ToMicros(OccurTime(items[i].signal));
+  }
+
+  std::vector<WriteResult> results;
+  bool raced = false;
+  auto body = [&](pqxx::transaction_base& tx) -> absl::Status {
+    raced = false;
+    results.assign(items.size(), WriteResult{});
+    std::vector<bool> stored(items.size(), false);
+    std::set<std::string> known_traces;
+    int64_t now_us = 0;
+    for (const auto& row : tx.exec_prepared("cap_batch_existing", project_id, TextArray(trace_ids),
+                                            TextArray(signal_ids), TextArray(referenced_ids))) {
+      const int kind = row[0].as<int>();
+      if (kind == 3) {
+        now_us = row[3].as<int64_t>();
+        continue;
+      }
+      const std::string id = row[1].as<std::string>();
+      if (kind == 2) {
+        known_traces.insert(id);
+        continue;
+      }
+      const size_t i = (kind == 0 ? trace_position : signal_position).at(id);
+      WriteResult& result = results[i];
+      stored[i] = true;
+      result.outcome = Outcome(Bytes(row[2]) == items[i].content_sha256);
+      result.receive_time = FromMicrosValue(row[3].as<int64_t>());
+      result.redactions = kind == 0 ? Parse<v1::Trace>(row[4]).redactions()
+                                    : Parse<v1::Signal>(row[4]).redactions();
+    }
+    const std::string received = CopyTime(now_us);
+    std::vector<std::string> queue_traces, new_traces, new_sessions, queue_sessions;
+    std::vector<int64_t> new_starts, new_ends;
+    try {
+      bool new_rows = false;
+      for (size_t i : traces) new_rows |= !stored[i];
+      if (new_rows) {
+        pqxx::stream_to copy(tx, "capture.traces", TraceColumns());
+        for (size_t i : traces) {
+          if (stored[i]) continue;
+          const v1::Trace& trace = items[i].trace;
+          copy << std::forward_as_tuple(
+              project_id, trace.trace_id(), trace.session_id(), trace.user_id(),
+              trace.feature_area(), trace.model(), trace.model_version(),
+              trace.prompt_template_id(), trace.prompt_version(), CopyTime(start_us[i]),
+              CopyTime(end_us[i]), sha[i], trace.redactions().total(), payload[i]);
+        }
+        copy.complete();
+      }
+      new_rows = false;
+      for (size_t i : signals) new_rows |= !stored[i];
+      if (new_rows) {
+        pqxx::stream_to copy(tx, "capture.signals", SignalColumns());
+        for (size_t i : signals) {
+          if (stored[i]) continue;
+          const v1::Signal& signal = items[i].signal;
+          const std::optional<int> value = ValueKey(signal);
+          const std::string value_text = value.has_value() ? absl::StrCat(*value) : "";
+          copy << std::forward_as_tuple(
+              project_id, signal.event_id(), signal.trace_id(), signal.session_id(),
+              signal.user_id(), static_cast<int>(signal.signal_kind()),
+              static_cast<int>(signal.actor()), CopyTime(start_us[i]),
+              value.has_value() ? value_text.c_str() : static_cast<const char*>(nullptr), sha[i],
+              signal.redactions().total(), payload[i]);
+        }
+        copy.complete();
+      }
+    } catch (const pqxx::unique_violation&) {
+      raced = true;
+      return absl::AbortedError("concurrent write of the same id; retry");
+    }
+    for (size_t i : traces) {
+      if (stored[i]) continue;
+      WriteResult& result = results[i];
+      result.outcome = WriteOutcome::kAccepted;
+      result.receive_time = FromMicrosValue(now_us);
+      result.redactions = items[i].trace.redactions();
+      new_traces.push_back(items[i].trace.trace_id());
+      new_sessions.push_back(items[i].trace.session_id());
+      new_starts.push_back(start_us[i]);
+      new_ends.push_back(end_us[i]);
+    }
+    for (size_t i : signals) {
+      const v1::Signal& signal = items[i].signal;
+      WriteResult& result = results[i];
+      result.trace_received =
+          !signal.trace_id().empty() && (trace_position.count(signal.trace_id()) > 0 ||
+                                         known_traces.count(signal.trace_id()) > 0);
+      if (stored[i]) continue;
+      result.outcome = WriteOutcome::kAccepted;
+      result.receive_time = FromMicrosValue(now_us);
+      result.redactions = signal.redactions();
+      if (!signal.trace_id().empty()) queue_traces.push_back(signal.trace_id());
+      if (!signal.session_id().empty()) queue_sessions.push_back(signal.session_id());
+    }
+    queue_traces.insert(queue_traces.end(), new_traces.begin(), new_traces.end());
+    if (!queue_traces.empty() || !queue_sessions.empty()) {
+      std::sort(queue_traces.begin(), queue_traces.end());
+      queue_traces.erase(std::unique(queue_traces.begin(), queue_traces.end()), queue_traces.end());
+      tx.exec_prepared("cap_queue", project_id, TextArray(queue_traces), TextArray(new_traces),
+                       TextArray(new_sessions), NumberArray(new_starts), TextArray(queue_sessions));
+    }
+    if (!new_traces.empty()) {
+      tx.exec_prepared("cap_touch_sessions", project_id, TextArray(new_traces),
+                       TextArray(new_sessions), NumberArray(new_starts), NumberArray(new_ends));
+    }
+    return absl::OkStatus();
+  };
+  constexpr int kAttempts = 5;
+  absl::Status status;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    status = db::RunInTransaction(*pool_, {}, body, logger_);
+    if (!raced) break;
+  }
+  if (!status.ok()) return status;
+  for (const auto& [i, first] : repeats) {
+    results[i] = results[first];
+    if (results[i].outcome == WriteOutcome::kAccepted)
+      results[i].outcome = WriteOutcome::kDuplicate;
+    if (items[i].content_sha256 != items[first].content_sha256) {
+      results[i].outcome = WriteOutcome::kConflict;
+    }
+  }
   return results;
 }
 

@@ -6,8 +6,10 @@
 
 namespace flywheel::capture {
 
-// CaptureRepository on the capture schema (migrations/capture). Bulk writes use one statement
-// per column set (unnest of array parameters), so a batch costs a handful of round trips.
+// CaptureRepository on the capture schema (migrations/capture). A batch write is a lookup of the
+// stored ids, COPY of the new rows and two statements for the label queue and session activity;
+// a single-item write is one statement. Other bulk statements take one array parameter per
+// column (unnest), so a batch costs a handful of round trips.
 class PgCaptureRepository : public CaptureRepository {
  public:
   // Registers its prepared statements on `pool`.
@@ -57,6 +59,13 @@ class PgCaptureRepository : public CaptureRepository {
                                         absl::Time end, const std::string& feature_area) override;
 
  private:
+  // One item: a single statement (insert, label queue, session activity) in its transaction.
+  absl::StatusOr<std::vector<WriteResult>> WriteOne(const std::string& project_id,
+                                                    const PreparedItem& item);
+  // Several items: lookup of stored ids, COPY of the new rows, queue and session rows.
+  absl::StatusOr<std::vector<WriteResult>> WriteBatch(const std::string& project_id,
+                                                      const std::vector<PreparedItem>& items);
+
   db::ConnectionPool* const pool_;
   Logger* const logger_;
 };
