@@ -16,8 +16,10 @@
 //                        --warmup; latency of each claim and of each pair. A claim that finds the
 //                        queue empty, or any failed RPC, ends that reviewer (`empty`, `errors`).
 //
-// The last line of output is `RESULT key=value ...` for scripts. Exit 1 if any RPC failed.
+// The last line of output is `RESULT key=value ...` for scripts (client_cpu_s: this process's
+// CPU time, warm-up included). Exit 1 if any RPC failed.
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -247,14 +249,20 @@ int Run(const Options& o) {
     if (!first_error[i].empty())
       std::fprintf(stderr, "reviewer %zu: %s\n", i, first_error[i].c_str());
   }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double client_cpu_s =
+      static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+      static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   const double seconds = absl::ToDoubleSeconds(o.duration);
   const double rate = static_cast<double>(pairs.load()) / seconds;
   std::printf(
       "RESULT concurrency=%d pairs=%lld seconds=%.2f pairs_per_s=%.1f claim_p50_ms=%.2f "
-      "claim_p99_ms=%.2f pair_p50_ms=%.2f pair_p99_ms=%.2f errors=%lld empty=%lld\n",
+      "claim_p99_ms=%.2f pair_p50_ms=%.2f pair_p99_ms=%.2f errors=%lld empty=%lld "
+      "client_cpu_s=%.2f\n",
       o.concurrency, static_cast<long long>(pairs.load()), seconds, rate, Percentile(claims, 0.50),
       Percentile(claims, 0.99), Percentile(all_pairs, 0.50), Percentile(all_pairs, 0.99),
-      static_cast<long long>(errors.load()), static_cast<long long>(empties.load()));
+      static_cast<long long>(errors.load()), static_cast<long long>(empties.load()), client_cpu_s);
   return errors.load() > 0 ? 1 : 0;
 }
 

@@ -24,7 +24,9 @@
 #            SubmitAnnotation over gRPC for BENCH_SECONDS after a 1 s warm-up. Throughput = pairs / s;
 #            claim and pair latency p50 / p99.
 #
-# A CHECKPOINT precedes every measurement. Everything is stopped and deleted on exit, also on
+# CPU per pair (user + system, from /proc and getrusage, over all pairs of a run, warm-up
+# included) is reported for Postgres (postmaster, its reaped and live children), the service, and
+# the load clients. A CHECKPOINT precedes every measurement. Everything is stopped and deleted on exit, also on
 # failure (KEEP=1 keeps the work directory and its logs). Not a test: nothing is asserted.
 #
 # Knobs (environment): BUILD_DIR, BENCH_PG_PORT (54398), ITEMS (40000 per queue), BENCH_SECONDS (10),
@@ -155,6 +157,20 @@ COMMIT;
 \endif
 SQL
 
+tick=$(getconf CLK_TCK)
+proc_cpu() {  # pid [with_children]: CPU seconds (user + system; + reaped children)
+  awk -v t="$tick" -v c="${2:-0}" '{sub(/^.*\) /, ""); s = $12 + $13; if (c) s += $14 + $15;
+    printf "%.2f", s / t}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+pg_cpu() {  # all of Postgres: the postmaster, what it reaped, and its live children
+  local pm total child
+  pm=$(head -n 1 "$pg_dir/data/postmaster.pid")
+  total=$(proc_cpu "$pm" 1)
+  for child in $(pgrep -P "$pm"); do total=$(calc "$total + $(proc_cpu "$child")"); done
+  echo "$total"
+}
+per_pair_ms() { calc "1000 * $1 / ($2 > 0 ? $2 : 1)"; }  # cpu_seconds pairs
+
 done_count() {  # schema queue
   psql -X -qtA "$url" -c "SELECT count(*) FROM $1.items WHERE queue_id = '$2' AND state = 3"
 }
@@ -164,37 +180,55 @@ for c in $levels; do
   step "raw pgbench SKIP LOCKED loop, $c clients, ${seconds}s (queue q$c)"
   psql -X -q "$url" -c CHECKPOINT
   before=$(done_count raw "q$c")
-  (cd "$logs" && "$pgbench" -n -M prepared -c "$c" -j "$pgbench_jobs" -T "$seconds" \
-    -D queue="q$c" -f "$work/raw.sql" -l --log-prefix "raw$c" "$url" >"$logs/pgbench$c.out" 2>&1) ||
+  pg0=$(pg_cpu)
+  (cd "$logs" && /usr/bin/time -f "%U %S" -o "$logs/pgbench$c.time" "$pgbench" -n -M prepared \
+    -c "$c" -j "$pgbench_jobs" -T "$seconds" -D queue="q$c" -f "$work/raw.sql" -l \
+    --log-prefix "raw$c" "$url" >"$logs/pgbench$c.out" 2>&1) ||
     { cat "$logs/pgbench$c.out" >&2; exit 1; }
+  pg1=$(pg_cpu)
   after=$(done_count raw "q$c")
   raw_rate=$(calc "($after - $before) / $seconds")
+  raw_pg_ms=$(per_pair_ms "$(calc "$pg1 - $pg0")" "$((after - before))")
+  raw_client_ms=$(per_pair_ms "$(awk '{print $1 + $2}' "$logs/pgbench$c.time")" "$((after - before))")
   raw_lat=$(cat "$logs"/raw$c.* 2>/dev/null | awk '$1 ~ /^[0-9]+$/ {print $3 / 1000}' | sort -n |
     awk '{v[NR] = $1} END {if (NR) printf "%.2f %.2f", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1]; else print "0 0"}')
   left=$(psql -X -qtA "$url" -c "SELECT count(*) FROM raw.items WHERE queue_id = 'q$c' AND state = 1")
   printf '  raw      c=%-3s %9.1f pairs/s   pair p50 %s ms p99 %s ms   (%s items left)\n' "$c" \
     "$raw_rate" $raw_lat "$left"
+  printf '           CPU per pair: postgres %.2f ms, pgbench %.2f ms\n' "$raw_pg_ms" "$raw_client_ms"
   [ "$left" -gt 0 ] || echo "  WARNING: the raw loop emptied its queue: raise ITEMS" >&2
 
   step "flywheel-annotation ClaimItem + SubmitAnnotation, $c reviewers, ${seconds}s (queue q$c)"
   psql -X -q "$url" -c CHECKPOINT
+  before=$(done_count review "q$c")
+  pg0=$(pg_cpu)
+  svc0=$(proc_cpu "$service_pid")
   "$bench" --mode run --address "$address" --review_key "$review_key" --queue_id "q$c" \
     --concurrency "$c" --duration "${seconds}s" --warmup 1s >"$logs/service$c.out" 2>&1 ||
     { cat "$logs/service$c.out" >&2; exit 1; }
+  pg1=$(pg_cpu)
+  svc1=$(proc_cpu "$service_pid")
+  after=$(done_count review "q$c")
   result=$(grep '^RESULT' "$logs/service$c.out")
   field() { sed -n 's/.*\b'"$1"'=\([^ ]*\).*/\1/p' <<<"$result"; }
   svc_rate=$(field pairs_per_s)
+  svc_pg_ms=$(per_pair_ms "$(calc "$pg1 - $pg0")" "$((after - before))")
+  svc_ms=$(per_pair_ms "$(calc "$svc1 - $svc0")" "$((after - before))")
+  svc_client_ms=$(per_pair_ms "$(field client_cpu_s)" "$((after - before))")
   printf '  service  c=%-3s %9.1f pairs/s   claim p50 %s ms p99 %s ms   pair p50 %s ms p99 %s ms   (empty %s)\n' \
     "$c" "$svc_rate" "$(field claim_p50_ms)" "$(field claim_p99_ms)" "$(field pair_p50_ms)" \
     "$(field pair_p99_ms)" "$(field empty)"
+  printf '           CPU per pair: postgres %.2f ms, flywheel-annotation %.2f ms, client %.2f ms\n' \
+    "$svc_pg_ms" "$svc_ms" "$svc_client_ms"
   [ "$(field empty)" = 0 ] || echo "  WARNING: the service emptied its queue: raise ITEMS" >&2
   ratio=$(calc "$svc_rate / $raw_rate")
-  summary+=("$(printf '| %s | %.0f | %.0f | %.2fx | %s / %s | %s / %s | %s / %s |' "$c" "$svc_rate" \
-    "$raw_rate" "$ratio" "$(field claim_p50_ms)" "$(field claim_p99_ms)" "$(field pair_p50_ms)" \
-    "$(field pair_p99_ms)" ${raw_lat% *} ${raw_lat#* })")
+  summary+=("$(printf '| %s | %.0f | %.0f | %.2fx | %s / %s | %s / %s | %s / %s | %.2f + %.2f / %.2f |' \
+    "$c" "$svc_rate" "$raw_rate" "$ratio" "$(field claim_p50_ms)" "$(field claim_p99_ms)" \
+    "$(field pair_p50_ms)" "$(field pair_p99_ms)" ${raw_lat% *} ${raw_lat#* } "$svc_ms" \
+    "$svc_pg_ms" "$raw_pg_ms")")
 done
 
 step "summary (markdown)"
-echo "| reviewers | service pairs/s | raw pairs/s | ratio | service claim p50 / p99 ms | service claim+submit p50 / p99 ms | raw claim+submit p50 / p99 ms |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| reviewers | service pairs/s | raw pairs/s | ratio | service claim p50 / p99 ms | service claim+submit p50 / p99 ms | raw claim+submit p50 / p99 ms | CPU ms per pair: service + its Postgres / raw Postgres |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 printf '%s\n' "${summary[@]}"
