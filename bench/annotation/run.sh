@@ -31,7 +31,8 @@
 #
 # Knobs (environment): BUILD_DIR, BENCH_PG_PORT (54398), ITEMS (40000 per queue), BENCH_SECONDS (10),
 # CONCURRENCY ("8 32 64"), DB_POOL (16: flywheel-annotation --db_pool_size), PGBENCH_JOBS (2),
-# FLYWHEEL_BUILD_JOBS (2), KEEP.
+# FLYWHEEL_BUILD_JOBS (2), KEEP, STATEMENTS (1: load pg_stat_statements and print the service's
+# top statements after each run; diagnostics, adds some overhead to both sides).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD_DIR:-$root/build}
@@ -81,6 +82,10 @@ trap 'exit 130' INT TERM
 step "postgres (port $pg_port, fsync on, synchronous_commit on)"
 bash "$root/scripts/pg.sh" start "$pg_dir" "$pg_port" 127.0.0.1
 admin="host=127.0.0.1 port=$pg_port user=postgres dbname=postgres"
+if [ "${STATEMENTS:-}" = 1 ]; then
+  psql -X -q "$admin" -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
+  bash "$root/scripts/pg.sh" restart "$pg_dir" >/dev/null
+fi
 url="postgresql://postgres@127.0.0.1:$pg_port/flywheel"
 psql -X -q "$admin" -c "CREATE DATABASE flywheel"
 "$bin/flywheel" migrate --database_url "$url" >/dev/null
@@ -125,6 +130,7 @@ CREATE INDEX raw_items_claim ON raw.items
 CREATE TABLE raw.annotations (LIKE review.annotations INCLUDING ALL);
 SQL
 psql -X -q "$url" -c "VACUUM ANALYZE"
+[ "${STATEMENTS:-}" = 1 ] && psql -X -q "$url" -c "CREATE EXTENSION pg_stat_statements"
 psql -X -qtA "$url" -c "SELECT 'review.items: ' || count(*) || ' rows, ' || pg_size_pretty(pg_total_relation_size('review.items')) || '; raw.items: ' || (SELECT count(*) FROM raw.items) || ' rows, ' || pg_size_pretty(pg_total_relation_size('raw.items')) FROM review.items"
 
 # The raw loop: claim (SKIP LOCKED, the service's claim order, snapshot returned), then submit.
@@ -200,6 +206,7 @@ for c in $levels; do
 
   step "flywheel-annotation ClaimItem + SubmitAnnotation, $c reviewers, ${seconds}s (queue q$c)"
   psql -X -q "$url" -c CHECKPOINT
+  [ "${STATEMENTS:-}" = 1 ] && psql -X -q "$url" -c "SELECT pg_stat_statements_reset()" >/dev/null
   before=$(done_count review "q$c")
   pg0=$(pg_cpu)
   svc0=$(proc_cpu "$service_pid")
@@ -221,6 +228,10 @@ for c in $levels; do
   printf '           CPU per pair: postgres %.2f ms, flywheel-annotation %.2f ms, client %.2f ms\n' \
     "$svc_pg_ms" "$svc_ms" "$svc_client_ms"
   [ "$(field empty)" = 0 ] || echo "  WARNING: the service emptied its queue: raise ITEMS" >&2
+  if [ "${STATEMENTS:-}" = 1 ]; then
+    echo "           statements by total time (calls per pair, mean ms, share of time):"
+    psql -X -qtA -F ' | ' "$url" -c "SELECT round(calls::numeric / $((after - before > 0 ? after - before : 1)), 2), round(mean_exec_time::numeric, 3), round(100 * total_exec_time / sum(total_exec_time) OVER ()) || '%', left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'flywheel') ORDER BY total_exec_time DESC LIMIT 15" | sed 's/^/             /'
+  fi
   ratio=$(calc "$svc_rate / $raw_rate")
   summary+=("$(printf '| %s | %.0f | %.0f | %.2fx | %s / %s | %s / %s | %s / %s | %.2f + %.2f / %.2f |' \
     "$c" "$svc_rate" "$raw_rate" "$ratio" "$(field claim_p50_ms)" "$(field claim_p99_ms)" \
