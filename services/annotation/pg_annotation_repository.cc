@@ -12,6 +12,7 @@
 #include "common/db/pg_array.h"
 #include "common/db/transaction.h"
 #include "common/status/status_macros.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "services/annotation/ids.h"
 
 namespace flywheel::annotation {
@@ -689,8 +690,8 @@ void PgAnnotationRepository::RegisterStatements() {
       "coalesce(p.update_case_id, '')");
   reg("review_promotion_record",
       "UPDATE review.promotions SET attempts = attempts + 1, last_attempt_time = now(), state = "
-      "$3, eval_case_id = CASE WHEN $4 = '' THEN eval_case_id ELSE $4 END, last_error_code = $5, "
-      "last_error = $6, next_attempt_time = " TS(7) ", deliver_time = CASE WHEN $3 = 3 THEN now() "
+      "$3::smallint, eval_case_id = CASE WHEN $4 = '' THEN eval_case_id ELSE $4 END, last_error_code = $5, "
+      "last_error = $6, next_attempt_time = " TS(7) ", deliver_time = CASE WHEN $3::smallint = 3 THEN now() "
                                                     "ELSE NULL END WHERE project_id = $1 AND "
                                                     "annotation_id = $2 AND state = 2");
 
@@ -1101,7 +1102,7 @@ absl::StatusOr<SubmitResult> PgAnnotationRepository::Submit(const std::string& p
           *have.mutable_values() = existing.annotation.values();
           have.set_comment(existing.annotation.comment());
           if (existing.annotation.revision() != 1 ||
-              have.SerializeAsString() != request.content.SerializeAsString()) {
+              !google::protobuf::util::MessageDifferencer::Equals(have, request.content)) {
             return absl::FailedPreconditionError(
                 "lease ended: already submitted with other values (use UpdateAnnotation)");
           }
