@@ -175,6 +175,11 @@ pg_cpu() {  # all of Postgres: the postmaster, what it reaped, and its live chil
   for child in $(pgrep -P "$pm"); do total=$(calc "$total + $(proc_cpu "$child")"); done
   echo "$total"
 }
+pg_children() { pgrep -c -P "$(head -n 1 "$pg_dir/data/postmaster.pid")" || true; }
+settle() {  # wait until the backends of finished clients are gone (and reaped: their CPU counted)
+  for _ in $(seq 1 100); do [ "$(pg_children)" -le "$1" ] && break; sleep 0.1; done
+  sleep 0.2
+}
 per_pair_ms() { calc "1000 * $1 / ($2 > 0 ? $2 : 1)"; }  # cpu_seconds pairs
 
 done_count() {  # schema queue
@@ -186,11 +191,13 @@ for c in $levels; do
   step "raw pgbench SKIP LOCKED loop, $c clients, ${seconds}s (queue q$c)"
   psql -X -q "$url" -c CHECKPOINT
   before=$(done_count raw "q$c")
+  children=$(pg_children)
   pg0=$(pg_cpu)
   (cd "$logs" && /usr/bin/time -f "%U %S" -o "$logs/pgbench$c.time" "$pgbench" -n -M prepared \
     -c "$c" -j "$pgbench_jobs" -T "$seconds" -D queue="q$c" -f "$work/raw.sql" -l \
     --log-prefix "raw$c" "$url" >"$logs/pgbench$c.out" 2>&1) ||
     { cat "$logs/pgbench$c.out" >&2; exit 1; }
+  settle "$children"
   pg1=$(pg_cpu)
   after=$(done_count raw "q$c")
   raw_rate=$(calc "($after - $before) / $seconds")
