@@ -47,8 +47,9 @@ TEST(MaskTextTest, NumbersWithShortUnitsAreMaskedWhole) {
 }
 
 TEST(TokenizeTest, LowercasesSplitsAndKeepsPlaceholders) {
-  EXPECT_THAT(Tokenize("Hello, World! <num> items; don't stop_now"),
-              ElementsAre("hello", "world", "<num>", "items", "dont", "stop_now"));
+  EXPECT_THAT(
+      Tokenize("Hello, World! <num> items; don't stop_now ord_<hex> __init__ _"),
+      ElementsAre("hello", "world", "<num>", "items", "dont", "stop_now", "ord", "<hex>", "init"));
 }
 
 TEST(TokenizeTest, UnicodePunctuationSeparatesAndCurlyApostropheJoins) {
@@ -300,6 +301,23 @@ TEST(ClusterVectorsTest, SameSeedSameResultAndSampledPathWorks) {
   EXPECT_EQ(a.labels, b.labels);
   EXPECT_EQ(a.centroids, b.centroids);
   EXPECT_DOUBLE_EQ(Purity(truth, a.labels), 1.0);
+}
+
+TEST(ClusterVectorsTest, WarmStartContinuesThePreviousThemesInOrder) {
+  std::vector<int> truth;
+  std::vector<Vector> points = Blobs(5, 40, 16, 0.6f, 8, &truth);
+  KMeansOptions options;
+  options.k = 5;
+  ASSERT_OK_AND_ASSIGN(ClusterResult first, ClusterVectors(points, options));
+  // A different seed alone may permute the themes; warm-started, theme i continues theme i.
+  options.seed = 12345;
+  options.initial_centroids = first.centroids;
+  ASSERT_OK_AND_ASSIGN(ClusterResult second, ClusterVectors(points, options));
+  EXPECT_EQ(second.labels, first.labels);
+  // More themes than initial centroids: the missing ones are seeded by k-means++.
+  options.k = 6;
+  ASSERT_OK_AND_ASSIGN(ClusterResult more, ClusterVectors(points, options));
+  EXPECT_EQ(more.centroids.size(), 6u);
 }
 
 TEST(ClusterVectorsTest, ZeroVectorsStayUnassigned) {

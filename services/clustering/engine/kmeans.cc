@@ -35,15 +35,26 @@ RowMatrix BlockSimilarities(const RowMatrix& points, const RowMatrix& centroids,
 // Greedy k-means++ seeding with cosine distance (1 - similarity, proportional to the squared
 // Euclidean distance between unit vectors): each step samples 2 + ln(k) candidates by D^2 and
 // keeps the one that lowers the potential most.
-RowMatrix SeedPlusPlus(const RowMatrix& points, int k, Rng& rng) {
+// `initial` rows (at most k) are kept as the first centroids.
+RowMatrix SeedPlusPlus(const RowMatrix& points, int k, Rng& rng,
+                       const RowMatrix* initial = nullptr) {
   const int n = static_cast<int>(points.rows());
   const int trials = 2 + static_cast<int>(std::log(static_cast<double>(k)));
   RowMatrix centroids(k, points.cols());
-  int first = static_cast<int>(rng.Uniform(n));
-  centroids.row(0) = points.row(first);
-  Eigen::VectorXf distance = (1.0f - (points * points.row(first).transpose()).array()).max(0.0f);
+  int given = initial != nullptr ? std::min(k, static_cast<int>(initial->rows())) : 0;
+  Eigen::VectorXf distance;
+  if (given > 0) {
+    centroids.topRows(given) = initial->topRows(given);
+    RowMatrix sims = points * centroids.topRows(given).transpose();
+    distance = (1.0f - sims.rowwise().maxCoeff().array()).max(0.0f);
+  } else {
+    int first = static_cast<int>(rng.Uniform(n));
+    centroids.row(0) = points.row(first);
+    distance = (1.0f - (points * points.row(first).transpose()).array()).max(0.0f);
+    given = 1;
+  }
   std::vector<int> candidates(trials);
-  for (int c = 1; c < k; ++c) {
+  for (int c = given; c < k; ++c) {
     double total = distance.cast<double>().sum();
     for (int t = 0; t < trials; ++t) {
       int chosen = n - 1;
@@ -178,10 +189,29 @@ Run KMeans(const RowMatrix& points, int k, const KMeansOptions& options, Rng& rn
   RowMatrix sample;
   if (sampled) sample = Rows(points, SampleRows(n, options.restart_sample, rng));
   const RowMatrix& fit_on = sampled ? sample : points;
+  // Warm start from the usable initial centroids.
+  RowMatrix initial(0, points.cols());
+  for (const Vector& c : options.initial_centroids) {
+    if (static_cast<int>(c.size()) != points.cols() || initial.rows() >= k) continue;
+    Eigen::RowVectorXf row = Eigen::Map<const Eigen::RowVectorXf>(c.data(), c.size());
+    float norm = row.norm();
+    if (norm <= 0) continue;
+    initial.conservativeResize(initial.rows() + 1, Eigen::NoChange);
+    initial.row(initial.rows() - 1) = row / norm;
+  }
+  Run warm;
+  bool has_warm = initial.rows() > 0;
+  if (has_warm)
+    warm = Lloyd(fit_on, SeedPlusPlus(fit_on, k, rng, &initial), options.max_iterations);
   Run best;
-  for (int r = 0; r < std::max(1, options.restarts); ++r) {
+  for (int r = has_warm ? 1 : 0; r < std::max(1, options.restarts); ++r) {
     Run run = Lloyd(fit_on, SeedPlusPlus(fit_on, k, rng), options.max_iterations);
     if (run.objective > best.objective) best = std::move(run);
+  }
+  if (has_warm && (!std::isfinite(best.objective) ||
+                   warm.objective >=
+                       best.objective - options.warm_start_tolerance * std::abs(best.objective))) {
+    best = std::move(warm);
   }
   if (sampled) best = Lloyd(points, std::move(best.centroids), options.max_iterations);
   return best;
@@ -275,16 +305,30 @@ absl::StatusOr<ClusterResult> ClusterVectors(const std::vector<Vector>& points,
           absl::StrCat("too few non-empty points (", n, ") to choose k >= ", options.min_k));
     }
     RowMatrix gram = sample * sample.transpose();
+    std::vector<double> scores(max_k + 1, -2.0);
     double best = -2;
     for (int candidate = options.min_k; candidate <= max_k; ++candidate) {
       Run run = KMeans(sample, candidate, options, rng);
-      double s = SilhouetteFromGram(gram, run.labels, candidate);
-      if (s > best + 1e-9) {
-        best = s;
+      scores[candidate] = SilhouetteFromGram(gram, run.labels, candidate);
+      best = std::max(best, scores[candidate]);
+    }
+    for (int candidate = options.min_k; candidate <= max_k; ++candidate) {
+      if (scores[candidate] >= best - options.silhouette_tolerance) {
         k = candidate;
+        break;
       }
     }
-    silhouette = best;
+    int warm_k = 0;
+    for (const Vector& c : options.initial_centroids) {
+      if (c.size() == d && std::any_of(c.begin(), c.end(), [](float x) { return x != 0; })) {
+        ++warm_k;
+      }
+    }
+    if (warm_k >= options.min_k && warm_k <= max_k &&
+        scores[warm_k] >= best - options.warm_k_margin) {
+      k = warm_k;
+    }
+    silhouette = scores[k];
   } else if (k > n) {
     return absl::InvalidArgumentError(
         absl::StrCat("k = ", k, " exceeds the number of non-empty points (", n, ")"));

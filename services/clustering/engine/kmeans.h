@@ -15,12 +15,25 @@ struct KMeansOptions {
   int min_k = 2;
   int max_k = 40;
   int max_iterations = 50;
-  int restarts = 3;  // k-means++ seedings; the best objective wins
+  int restarts = 5;  // k-means++ seedings; the best objective wins
   uint64_t seed = 1;
   // Sample size for automatic k (silhouette) and for the restarts on large inputs; the winner is
   // then refined with Lloyd iterations over all points.
   int selection_sample = 2500;
   int restart_sample = 20000;
+  // Warm start for stable themes across re-clusterings: typically the previous clustering's
+  // themes re-expressed in the new space (PreviousCentroidsInNewSpace). One restart starts from
+  // them (empty vectors skipped; the first k used; missing ones added by k-means++), and its result
+  // is kept unless another restart's objective is better by more than warm_start_tolerance
+  // (relative). Theme i of the result then usually continues initial_centroids[i].
+  std::vector<Vector> initial_centroids;
+  double warm_start_tolerance = 0.01;
+  // Automatic k: the smallest k whose silhouette is within silhouette_tolerance of the best
+  // (parsimony: fewer, broader themes when the data does not clearly ask for more). With a warm
+  // start, the previous number of themes is kept when its silhouette is within warm_k_margin of
+  // the best (stable k across re-clusterings).
+  double silhouette_tolerance = 0.01;
+  double warm_k_margin = 0.03;
 };
 
 struct ClusterResult {

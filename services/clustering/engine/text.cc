@@ -228,7 +228,13 @@ std::vector<std::string> Tokenize(absl::string_view text) {
   std::vector<std::string> tokens;
   std::string current;
   auto flush = [&] {
-    if (!current.empty()) tokens.push_back(std::move(current));
+    // Underscores at the ends are id decoration ("ord_<hex>", "__init__"), not part of the word.
+    size_t begin = current.find_first_not_of('_');
+    if (begin != std::string::npos) {
+      size_t end = current.find_last_not_of('_');
+      if (begin > 0 || end + 1 < current.size()) current = current.substr(begin, end - begin + 1);
+      tokens.push_back(std::move(current));
+    }
     current.clear();
   };
   size_t i = 0;
