@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status/status_matchers.h"
 #include "services/annotation/annotation_logic.h"
+#include "services/annotation/logic_util.h"
 #include "services/annotation/pg_annotation_repository.h"
 #include "services/annotation/upstream_fakes.h"
 #include "services/annotation/workers.h"
@@ -517,6 +518,80 @@ TEST_F(AnnotationDbTest, ProgressCountsItemsAndReviewers) {
   ASSERT_EQ(ag.fields_size(), 3);
   EXPECT_EQ(ag.fields(0).field_key(), "verdict");
   EXPECT_EQ(ag.fields(0).items_with_multiple_labels(), 1);
+}
+
+TEST_F(AnnotationDbTest, FillerEnqueuesFlaggedTracesByRuleWithBaselineAndAdvancesTheCursor) {
+  // 23:00 UTC: most of the day's pro-rata quota is available.
+  const absl::Time now = absl::FromCivil(absl::CivilHour(2026, 11, 23, 23), absl::UTCTimeZone());
+  for (int i = 0; i < 10; ++i) {
+    FetchedTrace trace;
+    trace.trace_id = absl::StrFormat("t%04d", i);
+    trace.snapshot.mutable_input()->set_prompt(absl::StrCat("question ", i));
+    trace.snapshot.set_feature_area(i == 4 ? "billing" : "search");
+    trace.signal_kinds = {"regenerate"};
+    SetTime(now - absl::Hours(1), trace.snapshot.mutable_trace_create_time());
+    capture_.PutTrace(kProject, trace);
+  }
+  FakeClusteringUpstream clustering;
+  clustering.Assign(kProject, "t0000", "c1", "broken citations");
+  v1::CreateQueueRequest request;
+  v1::Queue* q = request.mutable_queue();
+  q->set_queue_id("auto");
+  q->set_display_name("auto-filled");
+  *q->mutable_rubric() = TestRubric();
+  q->mutable_source_rule()->add_feature_areas("search");
+  q->mutable_sampling()->set_random_baseline_share(0.2);
+  q->mutable_assignment()->add_reviewer_ids("ann");
+  q->mutable_assignment()->add_reviewer_ids("bob");
+  ASSERT_OK(logic_->CreateQueue(caller_, request));
+  for (int i : {0, 1, 2, 3, 4, 0}) {
+    ::flywheel::capture::v1::TraceSummary summary;
+    summary.set_trace_id(absl::StrFormat("t%04d", i));
+    capture_.AppendFlagged(kProject, summary);
+  }
+  capture_.AppendUnflagged(kProject, "t0005");
+
+  QueueFiller::Options options;
+  options.owner = "replica-1";
+  QueueFiller filler(repository_.get(), &capture_, &clustering, nullptr, &logger_, options);
+  ASSERT_OK_AND_ASSIGN(int64_t enqueued, filler.RunOnce(now));
+  // t0..t3 pass the rule (t4 is billing); 4 sampled at share 0.2 add 1 baseline trace.
+  EXPECT_EQ(enqueued, 5);
+  EXPECT_EQ(Count("SELECT count(*) FROM review.items WHERE source = 2"), 4);
+  EXPECT_EQ(Count("SELECT count(*) FROM review.items WHERE source = 3"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM review.items WHERE trace_id = 't0004' AND source = 2"), 0);
+  EXPECT_EQ(Count("SELECT fill_cursor FROM review.queues WHERE queue_id = 'auto'"), 7);
+  // Round-robin pre-assignment to the queue's reviewers (1 per item).
+  EXPECT_EQ(Count("SELECT count(*) FROM review.items WHERE cardinality(assigned_reviewers) = 1"),
+            5);
+  ASSERT_OK_AND_ASSIGN(v1::ClaimItemResponse claimed, Claim("auto", "ann"));
+  EXPECT_FALSE(claimed.item().assigned_reviewer_ids().empty());
+  EXPECT_EQ(claimed.item().assigned_reviewer_ids(0), "ann");
+  v1::GetItemRequest get;
+  get.set_queue_id("auto");
+  get.set_trace_id("t0000");
+  get.set_view(v1::ITEM_VIEW_FULL);
+  ASSERT_OK_AND_ASSIGN(v1::GetItemResponse item, logic_->GetItem(caller_, get));
+  EXPECT_EQ(item.item().snapshot().cluster_id(), "c1");
+  EXPECT_EQ(item.item().snapshot().cluster_name(), "broken citations");
+
+  // Another replica does not fill a queue this one holds; nothing new means nothing enqueued.
+  options.owner = "replica-2";
+  QueueFiller other(repository_.get(), &capture_, &clustering, nullptr, &logger_, options);
+  ::flywheel::capture::v1::TraceSummary summary;
+  summary.set_trace_id("t0006");
+  capture_.AppendFlagged(kProject, summary);
+  ASSERT_OK_AND_ASSIGN(int64_t by_other, other.RunOnce(now));
+  EXPECT_EQ(by_other, 0);
+  // Capture down: the cursor stays, and the next fill picks the entry up.
+  capture_.FailNext("ReadFlaggedFeed", 1, absl::UnavailableError("capture: down"));
+  ASSERT_OK_AND_ASSIGN(int64_t during_outage, filler.RunOnce(now));
+  EXPECT_EQ(during_outage, 0);
+  EXPECT_EQ(Count("SELECT fill_cursor FROM review.queues WHERE queue_id = 'auto'"), 7);
+  ASSERT_OK_AND_ASSIGN(int64_t after, filler.RunOnce(now));
+  EXPECT_GE(after, 1);
+  EXPECT_EQ(Count("SELECT fill_cursor FROM review.queues WHERE queue_id = 'auto'"), 8);
+  EXPECT_EQ(Count("SELECT count(*) FROM review.items WHERE trace_id = 't0006'"), 1);
 }
 
 TEST_F(AnnotationDbTest, ConcurrentReviewersDrainTheQueueWithoutDoubleClaims) {

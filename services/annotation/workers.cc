@@ -300,13 +300,14 @@ absl::StatusOr<int64_t> QueueFiller::FillQueue(const std::string& project_id,
         window.start = period.start;
         window.end = now;
       }
-      ASSIGN_OR_RETURN(
-          std::vector<SampledTrace> sampled,
-          capture_->SampleTraces(scope, window, static_cast<int>(baseline), input.seed));
+      ASSIGN_OR_RETURN(std::vector<SampledTrace> sampled,
+                       capture_->SampleTraces(
+                           scope, window, static_cast<int>(baseline + items.size()), input.seed));
       std::vector<std::string> baseline_ids;
       std::set<std::string> taken;
       for (const NewItem& item : items) taken.insert(item.trace_id);
       for (const SampledTrace& s : sampled) {
+        if (static_cast<int64_t>(baseline_ids.size()) >= baseline) break;
         if (taken.insert(s.trace_id).second) baseline_ids.push_back(s.trace_id);
       }
       if (!baseline_ids.empty()) {
