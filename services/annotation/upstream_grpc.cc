@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <random>
 #include <set>
 
@@ -345,31 +347,59 @@ absl::StatusOr<FlaggedFeedPage> GrpcCaptureUpstream::ReadFlaggedFeed(const CallS
 
 absl::StatusOr<std::vector<FetchedTrace>> GrpcCaptureUpstream::GetTraces(
     const CallScope& scope, const std::vector<std::string>& trace_ids) {
-  std::vector<FetchedTrace> out;
-  out.reserve(trace_ids.size());
-  absl::Status sticky;  // a failure that every further call would repeat
-  for (const std::string& id : trace_ids) {
-    FetchedTrace fetched;
-    fetched.trace_id = id;
-    if (!sticky.ok()) {
-      fetched.status = sticky;
-      out.push_back(std::move(fetched));
-      continue;
-    }
-    grpc::ClientContext context;
-    if (absl::Status s = Prepare(context, scope, options_); !s.ok()) return s;
-    capture::GetTraceRequest request;
-    request.set_trace_id(id);
-    capture::GetTraceResponse response;
-    grpc::Status status = stub_->GetTrace(&context, request, &response);
-    if (!status.ok()) {
-      fetched.status = FromUpstream("capture", status);
-      if (AffectsWholeBatch(fetched.status.code())) sticky = fetched.status;
-      out.push_back(std::move(fetched));
-      continue;
-    }
-    out.push_back(FetchedTraceFromCapture(response, absl::Now()));
+  {
+    grpc::ClientContext probe;  // fails early (no credentials) before any call
+    RETURN_IF_ERROR(Prepare(probe, scope, options_));
   }
+  struct Call {
+    grpc::ClientContext context;
+    capture::GetTraceRequest request;
+    capture::GetTraceResponse response;
+  };
+  std::vector<FetchedTrace> out(trace_ids.size());
+  std::vector<std::unique_ptr<Call>> calls(trace_ids.size());
+  std::mutex mu;
+  std::condition_variable changed;
+  int in_flight = 0;
+  absl::Status sticky;  // a failure that every further call would repeat: stop calling
+  const int window = std::max(1, options_.max_concurrent_calls);
+  std::unique_lock<std::mutex> lock(mu);
+  for (size_t i = 0; i < trace_ids.size(); ++i) {
+    changed.wait(lock, [&] { return in_flight < window; });
+    out[i].trace_id = trace_ids[i];
+    if (!sticky.ok()) {
+      out[i].status = sticky;
+      continue;
+    }
+    calls[i] = std::make_unique<Call>();
+    Call& call = *calls[i];
+    if (absl::Status prepared = Prepare(call.context, scope, options_); !prepared.ok()) {
+      out[i].status = prepared;  // cannot happen after the probe; never return with calls out
+      continue;
+    }
+    call.request.set_trace_id(trace_ids[i]);
+    ++in_flight;
+    lock.unlock();
+    stub_->async()->GetTrace(
+        &call.context, &call.request, &call.response, [&, i](grpc::Status status) {
+          FetchedTrace fetched;
+          if (status.ok()) {
+            fetched = FetchedTraceFromCapture(calls[i]->response, absl::Now());
+          } else {
+            fetched.trace_id = trace_ids[i];
+            fetched.status = FromUpstream("capture", status);
+          }
+          std::lock_guard<std::mutex> guard(mu);
+          if (!fetched.status.ok() && AffectsWholeBatch(fetched.status.code()) && sticky.ok()) {
+            sticky = fetched.status;
+          }
+          out[i] = std::move(fetched);
+          --in_flight;
+          changed.notify_all();
+        });
+    lock.lock();
+  }
+  changed.wait(lock, [&] { return in_flight == 0; });
   return out;
 }
 

@@ -24,6 +24,8 @@ struct UpstreamOptions {
   std::string service_key;
   // Deadline of each RPC.
   absl::Duration deadline = absl::Seconds(10);
+  // GetTraces: GetTrace calls in flight at once.
+  int max_concurrent_calls = 16;
   // SampleTraces: when the window holds more traces than one ListTraces page, how many probes
   // per requested trace at most (see GrpcCaptureUpstream::SampleTraces).
   int sample_probe_factor = 3;
@@ -39,7 +41,9 @@ class GrpcCaptureUpstream final : public CaptureUpstream {
 
   absl::StatusOr<FlaggedFeedPage> ReadFlaggedFeed(const CallScope& scope, int64_t after_sequence,
                                                   int limit) override;
-  // One GetTrace per id (read_mask: the trace, signals, derived signals), sequentially.
+  // One GetTrace per id, up to max_concurrent_calls at a time. Once a call fails in a way every
+  // further call would repeat (UNAVAILABLE, DEADLINE_EXCEEDED, UNAUTHENTICATED,
+  // PERMISSION_DENIED, RESOURCE_EXHAUSTED), the ids not yet asked get that status without a call.
   absl::StatusOr<std::vector<FetchedTrace>> GetTraces(
       const CallScope& scope, const std::vector<std::string>& trace_ids) override;
   // Capture has no sampling RPC. When the window's traces fit one ListTraces page (100), the n

@@ -337,6 +337,7 @@ TEST_F(UpstreamGrpcTest, GetTracesReportsPerTraceAndStopsCallingWhenCaptureIsDow
   t.set_trace_id("a");
   t.set_output("out");
   capture_.traces.push_back(t);
+  options_.max_concurrent_calls = 1;  // in order, one at a time
   GrpcCaptureUpstream client(channel_, options_);
   auto fetched = client.GetTraces({"p"}, {"a", "missing", "down", "a"});
   ASSERT_THAT(fetched, IsOk());
@@ -349,6 +350,29 @@ TEST_F(UpstreamGrpcTest, GetTracesReportsPerTraceAndStopsCallingWhenCaptureIsDow
   // After UNAVAILABLE the rest is not asked: same status without a call.
   EXPECT_THAT((*fetched)[3].status, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ((*fetched)[3].trace_id, "a");
+}
+
+TEST_F(UpstreamGrpcTest, GetTracesInParallelKeepsRequestOrder) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 50; ++i) {
+    capture::Trace t;
+    t.set_trace_id("t" + std::to_string(i));
+    t.set_output("output of t" + std::to_string(i));
+    capture_.traces.push_back(t);
+    ids.push_back(t.trace_id());
+  }
+  ids.push_back("missing");
+  options_.max_concurrent_calls = 8;
+  GrpcCaptureUpstream client(channel_, options_);
+  auto fetched = client.GetTraces({"p"}, ids);
+  ASSERT_THAT(fetched, IsOk());
+  ASSERT_EQ(fetched->size(), ids.size());
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ((*fetched)[i].trace_id, ids[i]);
+    EXPECT_THAT((*fetched)[i].status, IsOk());
+    EXPECT_EQ((*fetched)[i].snapshot.output(), "output of " + ids[i]);
+  }
+  EXPECT_THAT(fetched->back().status, StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(UpstreamGrpcTest, SampleTracesFromASmallWindowIsDistinctAndInWindow) {
