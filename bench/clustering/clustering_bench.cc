@@ -321,6 +321,23 @@ int main(int argc, char** argv) {
       fit_cpu + embed_cpu + cluster_cpu + group_cpu + describe_cpu);
   std::printf("quality vs truth         : matched accuracy %.3f, V-measure %.3f\n",
               MatchedAccuracy(truth, result.labels), VMeasure(truth, result.labels));
+  {
+    // Similarity distribution: members to their own centroid, and to the next-nearest theme.
+    std::vector<double> own, second;
+    for (size_t i = 0; i < vectors.size(); i += std::max<size_t>(1, vectors.size() / 5000)) {
+      if (result.labels[i] < 0) continue;
+      own.push_back(result.similarity[i]);
+      auto top = engine::TopCentroids(vectors[i], result.centroids, 2);
+      if (top.size() == 2) second.push_back(top[1].similarity);
+    }
+    double below = std::count_if(own.begin(), own.end(), [](double x) { return x < 0.3; });
+    std::printf(
+        "similarity to own theme  : p10 %.2f, p50 %.2f, p90 %.2f (%.1f%% below 0.3); "
+        "to next theme p50 %.2f, p90 %.2f\n",
+        Percentile(own, 0.1), Percentile(own, 0.5), Percentile(own, 0.9),
+        100.0 * below / std::max<size_t>(1, own.size()), Percentile(second, 0.5),
+        Percentile(second, 0.9));
+  }
   for (int c = 0; c < std::min(k, 5); ++c) {
     std::printf("  theme %d: %s\n", c, described[c].name.c_str());
   }

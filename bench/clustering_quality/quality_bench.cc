@@ -40,7 +40,6 @@ int main(int argc, char** argv) {
   std::string input, output;
   int k = 0, synthetic = 0;
   engine::BuiltinEmbedderOptions embed;
-  embed.dimension = 256;
   engine::KMeansOptions kmeans;
   kmeans.restarts = 10;
   uint64_t seed = 1;

@@ -19,10 +19,12 @@
 // re-clustering, so the vector spaces of two clustering versions differ and old centroids cannot
 // be compared with new ones directly. To match themes, re-express the previous themes in the NEW
 // space: embed the window with the new model, compute each previous theme's centroid from its
-// members that are inside the window (MeanDirection / PreviousCentroidsInNewSpace), then
-// MatchCentroids(previous_in_new_space, fresh_centroids, 0.7). MatchThemesAcrossVersions does
-// all of this in one call. Alternatively MatchByMembers matches on member-set Jaccard overlap
-// (space-independent; this is what the API's id_stability_threshold describes).
+// members that are inside the window (PreviousCentroidsInNewSpace, i.e. MeanDirection per theme),
+// WARM-START the new clustering from them (KMeansOptions::initial_centroids: this is what keeps
+// themes, and automatic k, stable), then MatchCentroids(previous_in_new_space, fresh_centroids,
+// 0.7). MatchThemesAcrossVersions does the matching in one call. Alternatively MatchByMembers
+// matches on member-set Jaccard overlap (space-independent; the rule the API's
+// id_stability_threshold describes). See docs/clustering.md, "Stable ids".
 
 #include "services/clustering/engine/embedder.h"  // IWYU pragma: export
 #include "services/clustering/engine/kmeans.h"    // IWYU pragma: export
