@@ -651,8 +651,9 @@ std::vector<std::string> StoredRows(const std::string& conninfo, const std::stri
   return rows;
 }
 
-// Two sessions of traces, signals on traces, a rating, a comment, a session-level signal and a
-// trace with personal data to redact.
+// Two sessions of traces, signals on traces, a rating, a comment with a tab, newline and
+// backslash, a session-level signal, a trace with personal data to redact and one with
+// backslashes in its text columns.
 struct Scenario {
   std::vector<v1::Trace> traces;
   std::vector<v1::Signal> signals;
@@ -672,6 +673,9 @@ Scenario MakeScenario(absl::Time now) {
                                         now - absl::Minutes(10) + absl::Seconds(10 * k),
                                         absl::StrCat("question number ", k)));
   }
+  // Backslashes (COPY's escape character) and non-ASCII text in text columns.
+  scenario.traces[1].set_model("gpt\\x41 \\N \u00abmini\u00bb");
+  scenario.traces[1].set_feature_area("billing\\support");
   scenario.traces.push_back(MakeTrace("t-nosession", "", now - absl::Minutes(3)));
   scenario.traces.back().set_output("Write to jane.doe@example.com for help.");
   scenario.signals.push_back(Thumb("e-up", "t1", v1::THUMB_UP, now - absl::Minutes(2)));

@@ -43,10 +43,14 @@ class Redactor {
     std::unique_ptr<re2::RE2> pattern;
     bool (*accept)(const std::string& match) = nullptr;  // extra check, e.g. Luhn
   };
-  Redactor() = default;
+  struct Prefilter;  // every pattern in one RE2::Set
+  Redactor();
   void RedactValue(google::protobuf::Value* value, v1::RedactionCounts* counts) const;
 
   std::vector<Detector> detectors_;
+  // Most text contains no personal data: one pass of all patterns together tells so, instead of
+  // one search per detector. Absent when the set cannot be built (every detector then searches).
+  std::unique_ptr<Prefilter> prefilter_;
 };
 
 }  // namespace flywheel::capture

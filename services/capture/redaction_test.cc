@@ -293,6 +293,37 @@ TEST_F(RedactionTest, CustomPatternAppliesAlongsideBuiltins) {
   EXPECT_EQ(counts_.total(), 2);
 }
 
+TEST_F(RedactionTest, EachDetectorAloneInLongTextIsFoundByTheOnePassCheckAndReplaced) {
+  // Long plain text (no detector matches: the one-pass check skips the per-detector searches)
+  // with one kind of personal data at the end: that detector, and only it, still replaces it.
+  auto redactor = Make(WithCustom("ticket", R"(\bACME-\d{6}\b)"));
+  ASSERT_NE(redactor, nullptr);
+  std::string filler;
+  for (int i = 0; i < 40; ++i) filler += "plain words about the weather and a report, ";
+  EXPECT_EQ(Redact(filler, redactor.get()), filler);
+  EXPECT_EQ(counts_.total(), 0);
+  const std::pair<std::string, std::string> cases[] = {
+      {"jane@example.com", "email"},          {"+14155550123", "phone"},
+      {"4111 1111 1111 1111", "card_number"}, {"sk_live_4eC39HqLyjWDarjtT1zdp7dc", "api_key"},
+      {"192.168.10.20", "ip_address"},        {"ACME-123456", "custom:ticket"}};
+  for (const auto& [secret, detector] : cases) {
+    const std::string out = Redact(filler + secret + " end", redactor.get());
+    EXPECT_EQ(out, filler + "[REDACTED:" + detector + "] end") << detector;
+    EXPECT_THAT(ByDetector(counts_), UnorderedElementsAre(Pair(detector, 1))) << detector;
+  }
+}
+
+TEST_F(RedactionTest, LaterDetectorsSeeTheTextEarlierOnesReplaced) {
+  // Detectors run in order on the text as replaced so far; a custom pattern matching only the
+  // replacement marker of a built-in still applies after it.
+  auto redactor = Make(WithCustom("marker", R"(REDACTED:email)"));
+  ASSERT_NE(redactor, nullptr);
+  EXPECT_EQ(Redact("REDACTED:phone stays", redactor.get()), "REDACTED:phone stays");
+  EXPECT_EQ(Redact("mail jane@example.com", redactor.get()), "mail [[REDACTED:custom:marker]]");
+  EXPECT_THAT(ByDetector(counts_),
+              UnorderedElementsAre(Pair("email", 1), Pair("custom:marker", 1)));
+}
+
 TEST_F(RedactionTest, DisabledCustomPatternIsNotApplied) {
   auto redactor = Make(WithCustom("ticket", R"(\bACME-\d{6}\b)", /*enabled=*/false));
   ASSERT_NE(redactor, nullptr);
