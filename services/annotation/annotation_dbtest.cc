@@ -306,6 +306,34 @@ TEST_F(AnnotationDbTest, SkippedItemIsNeverOfferedToTheSkipperAgain) {
   EXPECT_FALSE(c.has_item());
 }
 
+TEST_F(AnnotationDbTest, RestrictedQueueClosesItemsItsReviewersHaveAllDone) {
+  PutTraces(1);
+  v1::CreateQueueRequest request;
+  v1::Queue* q = request.mutable_queue();
+  q->set_queue_id("r1");
+  q->set_display_name("restricted");
+  *q->mutable_rubric() = TestRubric();
+  q->set_reviewers_per_item(3);
+  q->mutable_source_rule()->set_source(v1::QUEUE_SOURCE_MANUAL_ONLY);
+  q->mutable_assignment()->add_reviewer_ids("ann");
+  q->mutable_assignment()->add_reviewer_ids("bob");
+  q->mutable_assignment()->set_restrict_to_reviewers(true);
+  ASSERT_OK(logic_->CreateQueue(caller_, request));
+  Add("r1", {"t0000"});
+  EXPECT_THAT(Claim("r1", "carol"), StatusIs(absl::StatusCode::kPermissionDenied));
+  ASSERT_OK_AND_ASSIGN(v1::ClaimItemResponse a, Claim("r1", "ann"));
+  ASSERT_OK_AND_ASSIGN(v1::SubmitAnnotationResponse first, Submit(a.lease(), Values("good")));
+  EXPECT_EQ(first.item().state(), v1::ITEM_STATE_PENDING);
+  ASSERT_OK_AND_ASSIGN(v1::ClaimItemResponse b, Claim("r1", "bob"));
+  v1::SkipItemRequest skip;
+  skip.set_queue_id("r1");
+  skip.set_lease_id(b.lease().lease_id());
+  skip.set_reviewer_id("bob");
+  ASSERT_OK_AND_ASSIGN(v1::SkipItemResponse skipped, logic_->SkipItem(caller_, skip));
+  EXPECT_EQ(skipped.item().state(), v1::ITEM_STATE_SKIPPED);
+  EXPECT_TRUE(skipped.item().has_complete_time());
+}
+
 TEST_F(AnnotationDbTest, ReviewersDoNotSeeEachOthersLabelsUntilTheItemIsDone) {
   PutTraces(1);
   CreateQueue("q1", 2);

@@ -266,19 +266,33 @@ void ApplyPromotionPolicy(pqxx::transaction_base& tx, const std::string& project
   }
 }
 
-// Returns expired leases of one queue to the pool (every queue when queue_id is empty); returns
-// the (project, queue) pairs that got a slot back.
-std::set<std::pair<std::string, std::string>> ExpireIn(pqxx::transaction_base& tx,
-                                                       const std::string& project,
-                                                       const std::string& queue_id, int limit) {
+// Returns expired leases of one queue to the pool (every queue when queue_id is empty) and wakes
+// the claimers of the queues that got slots back; returns how many leases expired.
+int64_t ExpireIn(pqxx::transaction_base& tx, const std::string& project,
+                 const std::string& queue_id, int limit) {
   std::set<std::pair<std::string, std::string>> woken;
   pqxx::result rows = queue_id.empty() ? tx.exec_prepared("review_expire_all", limit)
                                        : tx.exec_prepared("review_expire_queue", project, queue_id);
-  for (const auto& row : rows) woken.emplace(row[0].as<std::string>(), row[1].as<std::string>());
+  int64_t expired = 0;
+  for (const auto& row : rows) {
+    woken.emplace(row[0].as<std::string>(), row[1].as<std::string>());
+    expired += row[2].as<int64_t>();
+  }
   for (const auto& [p, q] : woken) {
     tx.exec_prepared("review_notify", kClaimableChannel, Notification(p, q));
   }
-  return woken;
+  return expired;
+}
+
+// Restricted queues: an item that every named reviewer has labeled or skipped but that still
+// lacks annotations goes out of circulation (SKIPPED): nobody else may ever label it.
+void CloseIfReviewersExhausted(pqxx::transaction_base& tx, const std::string& project,
+                               const QueueRecord& queue, const std::string& trace_id) {
+  const v1::QueueAssignment& assignment = queue.queue.assignment();
+  if (!assignment.restrict_to_reviewers() || assignment.reviewer_ids().empty()) return;
+  tx.exec_prepared("review_item_close_exhausted", project, queue.queue.queue_id(), trace_id,
+                   db::TextArray(std::vector<std::string>(assignment.reviewer_ids().begin(),
+                                                          assignment.reviewer_ids().end())));
 }
 
 absl::StatusOr<LeaseRow> LockLease(pqxx::transaction_base& tx, const std::string& project,
@@ -520,7 +534,7 @@ void PgAnnotationRepository::RegisterStatements() {
       "queue_id, trace_id, count(*) AS n FROM ended GROUP BY 1, 2, 3) UPDATE review.items i SET "
       "active_lease_count = i.active_lease_count - c.n, state = CASE WHEN i.state IN (3, 4) THEN "
       "i.state ELSE 1 END FROM c WHERE i.project_id = c.project_id AND i.queue_id = c.queue_id "
-      "AND i.trace_id = c.trace_id RETURNING i.project_id, i.queue_id");
+      "AND i.trace_id = c.trace_id RETURNING i.project_id, i.queue_id, c.n");
   reg("review_expire_all",
       "WITH due AS (SELECT project_id, lease_id FROM review.leases WHERE state = 1 AND "
       "expire_time <= now() ORDER BY expire_time LIMIT $1 FOR UPDATE SKIP LOCKED), ended AS "
@@ -530,7 +544,7 @@ void PgAnnotationRepository::RegisterStatements() {
       "BY 1, 2, 3) UPDATE review.items i SET active_lease_count = i.active_lease_count - c.n, "
       "state = CASE WHEN i.state IN (3, 4) THEN i.state ELSE 1 END FROM c WHERE i.project_id = "
       "c.project_id AND i.queue_id = c.queue_id AND i.trace_id = c.trace_id RETURNING "
-      "i.project_id, i.queue_id");
+      "i.project_id, i.queue_id, c.n");
 
   // ---- leases
   reg("review_lease_lock", absl::StrCat("SELECT ", kLeaseColumns,
@@ -554,6 +568,14 @@ void PgAnnotationRepository::RegisterStatements() {
       "4 ELSE 1 END, complete_time = CASE WHEN state NOT IN (3, 4) AND skip_count + 1 >= $4 THEN "
       "now() ELSE complete_time END WHERE project_id = $1 AND queue_id = $2 AND trace_id = $3 "
       "RETURNING state");
+  reg("review_item_close_exhausted",
+      "UPDATE review.items i SET state = 4, complete_time = now() WHERE i.project_id = $1 AND "
+      "i.queue_id = $2 AND i.trace_id = $3 AND i.state IN (1, 2) AND (SELECT count(DISTINCT "
+      "l.reviewer_id) FROM review.leases l WHERE l.project_id = $1 AND l.queue_id = $2 AND "
+      "l.trace_id = $3 AND l.state IN (2, 3) AND l.reviewer_id = ANY($4::text[])) >= "
+      "cardinality($4::text[])");
+  reg("review_requests_cleanup",
+      "DELETE FROM review.requests WHERE create_time < now() - interval '24 hours'");
   reg("review_item_submitted",
       "UPDATE review.items SET annotation_count = annotation_count + 1, active_lease_count = "
       "active_lease_count - 1, state = CASE WHEN annotation_count + 1 >= required_reviews THEN 3 "
@@ -1060,6 +1082,7 @@ absl::StatusOr<v1::Item> PgAnnotationRepository::SkipLease(const std::string& pr
                          static_cast<int>(LeaseState::kSkipped), reason);
         tx.exec_prepared("review_item_skipped", project, queue_id, lease.lease.trace_id(),
                          queue.queue.max_skips_per_item());
+        CloseIfReviewersExhausted(tx, project, queue, lease.lease.trace_id());
         tx.exec_prepared("review_notify", kClaimableChannel, Notification(project, queue_id));
         out = LoadItem(tx, project, queue_id, lease.lease.trace_id(), false);
         return absl::OkStatus();
@@ -1126,6 +1149,7 @@ absl::StatusOr<SubmitResult> PgAnnotationRepository::Submit(const std::string& p
                          static_cast<int>(LeaseState::kSubmitted), "");
         tx.exec_prepared("review_item_submitted", project, request.queue_id,
                          lease.lease.trace_id());
+        CloseIfReviewersExhausted(tx, project, queue, lease.lease.trace_id());
         if (!queue.any_annotation) {
           tx.exec_prepared("review_queue_mark_annotated", project, request.queue_id);
         }
@@ -1420,7 +1444,9 @@ absl::StatusOr<int64_t> PgAnnotationRepository::ExpireLeases(int limit) {
   RETURN_IF_ERROR(db::RunInTransaction(
       *pool_, {},
       [&](pqxx::transaction_base& tx) -> absl::Status {
-        out = static_cast<int64_t>(ExpireIn(tx, "", "", limit).size());
+        out = ExpireIn(tx, "", "", limit);
+        // Idempotency records live 24 hours.
+        tx.exec_prepared("review_requests_cleanup");
         return absl::OkStatus();
       },
       logger_));
