@@ -166,7 +166,8 @@ std::vector<Statement> Statements() {
            "t.project_id = $1 AND t.trace_id = s.trace_id) FROM capture.signals s "
            "WHERE project_id = $1 AND event_id = ANY($2::text[])"},
       // Lookups through the partial indexes (traces_by_session, signals_by_trace,
-      // signals_by_user: `WHERE <column> <> ''`) repeat `<column> <> ''` even where the join or
+      // signals_by_session, signals_by_user: `WHERE <column> <> ''`), here and in the read
+      // statements below, repeat `<column> <> ''` even where the join or
       // the caller already implies it: the planner cannot prove an index predicate from a join
       // clause, a parameter or a long array, and without the index it reads every row of the
       // project once per input row.
@@ -204,7 +205,8 @@ std::vector<Statement> Statements() {
       {"cap_trace_signals",
        "SELECT payload, r FROM (SELECT payload, " + receive +
            " r, occur_time, event_id FROM capture.signals WHERE project_id = $1 AND "
-           "(trace_id = $2 OR ($3 <> '' AND session_id = $3)) ORDER BY occur_time DESC, "
+           "((trace_id = $2 AND trace_id <> '') OR ($3 <> '' AND session_id = $3 AND "
+           "session_id <> '')) ORDER BY occur_time DESC, "
            "event_id DESC LIMIT $4) s ORDER BY occur_time, event_id"},
       {"cap_derived",
        "SELECT payload FROM capture.derived_signals WHERE project_id = $1 AND trace_id = $2 "
@@ -228,7 +230,7 @@ std::vector<Statement> Statements() {
            "AND ($12 = '' OR l.quality_score >= NULLIF($12, '')::float8) "
            "AND ($13 = '' OR l.quality_score <= NULLIF($13, '')::float8) "
            "AND (cardinality($14::int2[]) = 0 OR EXISTS (SELECT 1 FROM capture.signals s WHERE "
-           "s.project_id = t.project_id AND s.trace_id = t.trace_id AND "
+           "s.project_id = t.project_id AND s.trace_id = t.trace_id AND s.trace_id <> '' AND "
            "s.signal_kind = ANY($14::int2[])) OR EXISTS (SELECT 1 FROM capture.derived_signals d "
            "WHERE d.project_id = t.project_id AND d.trace_id = t.trace_id AND "
            "d.signal_kind = ANY($14::int2[]))) "
@@ -237,9 +239,16 @@ std::vector<Statement> Statements() {
            ", $16)) ORDER BY t.start_time DESC, t.trace_id DESC LIMIT $17"},
       {"cap_list_signals",
        "SELECT payload, " + receive + ", " + Micros("occur_time") +
-           ", event_id FROM capture.signals WHERE project_id = $1 AND "
-           "(($2 <> '' AND trace_id = $2) OR ($3 <> '' AND (session_id = $3 OR trace_id IN "
-           "(SELECT trace_id FROM capture.traces WHERE project_id = $1 AND session_id = $3)))) "
+           // One index lookup per way a signal can belong to the trace or session (an OR of
+           // them, or an IN inside an OR, reads every signal of the project).
+           ", event_id FROM capture.signals WHERE project_id = $1 AND event_id IN ("
+           "SELECT event_id FROM capture.signals WHERE project_id = $1 AND $2 <> '' AND "
+           "trace_id = $2 AND trace_id <> '' "
+           "UNION ALL SELECT event_id FROM capture.signals WHERE project_id = $1 AND $3 <> '' "
+           "AND session_id = $3 AND session_id <> '' "
+           "UNION ALL SELECT s.event_id FROM capture.traces t JOIN capture.signals s ON "
+           "s.project_id = t.project_id AND s.trace_id = t.trace_id AND s.trace_id <> '' WHERE "
+           "t.project_id = $1 AND $3 <> '' AND t.session_id = $3 AND t.session_id <> '') "
            "AND (cardinality($4::int2[]) = 0 OR signal_kind = ANY($4::int2[])) "
            "AND ($5 = '' OR (occur_time, event_id) > (" +
            FromMicros("NULLIF($5, '')::int8") + ", $6)) ORDER BY occur_time, event_id LIMIT $7"},
@@ -254,7 +263,8 @@ std::vector<Statement> Statements() {
        "0), coalesce((SELECT min(sequence) FROM capture.flagged_feed WHERE project_id = $1), 0)"},
       {"cap_comments",
        "SELECT trace_id, payload FROM capture.signals WHERE project_id = $1 AND "
-       "trace_id = ANY($2::text[]) AND signal_kind IN (1, 2, 3, 4) ORDER BY occur_time DESC"},
+       "trace_id <> '' AND trace_id = ANY($2::text[]) AND signal_kind IN (1, 2, 3, 4) "
+       "ORDER BY occur_time DESC"},
       {"cap_rule_set",
        "SELECT payload FROM capture.rule_sets WHERE project_id = $1 AND ($2 = 0 OR version = $2) "
        "ORDER BY version DESC LIMIT 1"},
