@@ -630,6 +630,31 @@ TEST_F(ClusteringDbTest, TriggerReclusterIsIdempotentAndSingleFlight) {
   EXPECT_EQ(done.clustering().version(), first.clustering().version());
 }
 
+TEST_F(ClusteringDbTest, FirstClusteringIsScheduledOnceEnoughTracesArrivedThenEveryInterval) {
+  const absl::Time now = absl::Now();
+  for (int topic = 0; topic < 3; ++topic) AddTopic(topic, 10, 5, "a", now - absl::Hours(1));
+  SyncAll();
+  ASSERT_OK_AND_ASSIGN(bool scheduled, reclusterer_->ScheduleIfDue(kProject, now));
+  EXPECT_FALSE(scheduled) << "30 flagged traces are below the first-clustering threshold of 50";
+  for (int topic = 0; topic < 3; ++topic) AddTopic(topic, 10, 5, "b", now - absl::Hours(1));
+  SyncAll();
+  ASSERT_OK_AND_ASSIGN(scheduled, reclusterer_->ScheduleIfDue(kProject, now));
+  EXPECT_TRUE(scheduled);
+  ASSERT_OK_AND_ASSIGN(scheduled, reclusterer_->ScheduleIfDue(kProject, now));
+  EXPECT_FALSE(scheduled) << "one job at a time";
+  ASSERT_OK_AND_ASSIGN(bool ran, reclusterer_->RunOnePending());
+  EXPECT_TRUE(ran);
+  ASSERT_OK_AND_ASSIGN(v1::GetClusteringResponse latest, logic_->GetClustering(kProject, {}));
+  EXPECT_EQ(latest.clustering().state(), v1::CLUSTERING_STATE_SUCCEEDED)
+      << latest.clustering().error_message();
+  EXPECT_EQ(latest.clustering().trigger(), v1::CLUSTERING_TRIGGER_SCHEDULED);
+  EXPECT_GE(latest.clustering().params().chosen_k(), 2);
+  ASSERT_OK_AND_ASSIGN(scheduled, reclusterer_->ScheduleIfDue(kProject, now + absl::Hours(1)));
+  EXPECT_FALSE(scheduled) << "the default interval is 24 h";
+  ASSERT_OK_AND_ASSIGN(scheduled, reclusterer_->ScheduleIfDue(kProject, now + absl::Hours(25)));
+  EXPECT_TRUE(scheduled);
+}
+
 TEST_F(ClusteringDbTest, SplitAndSimilaritySearchUseTheLatestModel) {
   AddTopic(0, 30, 10, "a", now_ - absl::Hours(1));
   AddTopic(1, 30, 10, "a", now_ - absl::Hours(1));

@@ -126,6 +126,10 @@ class FakeRepository : public ClusteringRepository {
                                                                 int64_t) override {
     return std::optional<MembershipRecord>();
   }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListAssignments(
+      const std::string&, int64_t) override {
+    return Nope();
+  }
   absl::StatusOr<bool> TraceSeen(const std::string&, const std::string& trace_id) override {
     return trace_id == "seen";
   }

@@ -372,6 +372,9 @@ class ClusteringRepository {
   virtual absl::StatusOr<std::optional<MembershipRecord>> GetMembership(const std::string& project,
                                                                         const std::string& trace_id,
                                                                         int64_t version) = 0;
+  // Assigned members of `version`: (trace_id, cluster_id).
+  virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListAssignments(
+      const std::string& project, int64_t version) = 0;
   virtual absl::StatusOr<bool> TraceSeen(const std::string& project,
                                          const std::string& trace_id) = 0;
   // Embedded traces of `version`: of `cluster_ids` (empty: all assigned), plus the unassigned

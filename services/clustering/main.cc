@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
     BackgroundOptions background;
     background.follow_poll_interval = follow_poll_interval;
     background.job_poll_interval = recluster_check_interval;
+    background.schedule_check_interval = 10 * recluster_check_interval;
     background.worker_threads = worker_threads;
     flywheel::auth::TenancyStore* tenancy = &env.tenancy;
     workers = std::make_unique<BackgroundWorkers>(

@@ -1262,6 +1262,22 @@ absl::StatusOr<std::optional<MembershipRecord>> PgClusteringRepository::GetMembe
   return out;
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+PgClusteringRepository::ListAssignments(const std::string& project, int64_t version) {
+  std::vector<std::pair<std::string, std::string>> out;
+  RETURN_IF_ERROR(db::RunInTransaction(
+      *pool_, {},
+      [&](pqxx::transaction_base& tx) -> absl::Status {
+        out.clear();
+        for (const auto& row : tx.exec_prepared("cl_members_of_version", project, version)) {
+          out.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
+        }
+        return absl::OkStatus();
+      },
+      logger_));
+  return out;
+}
+
 absl::StatusOr<bool> PgClusteringRepository::TraceSeen(const std::string& project,
                                                        const std::string& trace_id) {
   bool out = false;

@@ -79,6 +79,8 @@ class PgClusteringRepository final : public ClusteringRepository {
   absl::StatusOr<std::optional<MembershipRecord>> GetMembership(const std::string& project,
                                                                 const std::string& trace_id,
                                                                 int64_t version) override;
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListAssignments(
+      const std::string& project, int64_t version) override;
   absl::StatusOr<bool> TraceSeen(const std::string& project, const std::string& trace_id) override;
   absl::StatusOr<std::vector<EmbeddedTrace>> LoadEmbedded(
       const std::string& project, int64_t version, const std::vector<std::string>& cluster_ids,

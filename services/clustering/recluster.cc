@@ -136,6 +136,24 @@ absl::Status Reclusterer::Run(const ClusteringRecord& job) {
   kopts.min_k = 2;
   kopts.max_k = std::max(2, std::min(params.max_k() > 0 ? params.max_k() : 50, n / 4));
   kopts.seed = static_cast<uint64_t>(params.seed());
+  // Warm start from the latest clustering's themes re-expressed in the new space (their members
+  // inside the window), so themes usually continue and keep their ids at publish.
+  ASSIGN_OR_RETURN(std::optional<ClusteringRecord> latest, repository_->LatestClustering(project));
+  if (latest.has_value()) {
+    ASSIGN_OR_RETURN(auto assigned, repository_->ListAssignments(project, latest->version));
+    std::map<std::string, std::string> theme_of(assigned.begin(), assigned.end());
+    std::map<std::string, int> index_of;
+    std::vector<int> previous(n, -1);
+    for (int i = 0; i < n; ++i) {
+      auto it = theme_of.find(traces[i].trace_id);
+      if (it == theme_of.end()) continue;
+      previous[i] = index_of.emplace(it->second, static_cast<int>(index_of.size())).first->second;
+    }
+    if (!index_of.empty()) {
+      kopts.initial_centroids =
+          engine::PreviousCentroidsInNewSpace(vectors, previous, static_cast<int>(index_of.size()));
+    }
+  }
   absl::StatusOr<engine::ClusterResult> result = engine::ClusterVectors(vectors, kopts);
   if (!result.ok()) return fail("the window's traces could not be clustered");
   const int k = static_cast<int>(result->centroids.size());

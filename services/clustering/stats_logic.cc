@@ -164,9 +164,7 @@ absl::StatusOr<v1::GetClusterStatsResponse> ClusteringLogic::GetClusterStats(
     const absl::Time bucket_end = bucket_start[i] + width;
     partial[i] = bucket_start[i] < start || bucket_end > end || bucket_end > now;
   }
-  auto bucket_of = [&](absl::Time t) {
-    return static_cast<int>(Div(t - first_edge, width));
-  };
+  auto bucket_of = [&](absl::Time t) { return static_cast<int>(Div(t - first_edge, width)); };
 
   ASSIGN_OR_RETURN(v1::ClusteringSettings settings, EffectiveSettings(project));
   const int min_users = settings.min_distinct_users();
