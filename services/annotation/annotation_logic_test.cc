@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/status/status_macros.h"
 #include "common/status/status_matchers.h"
 #include "services/annotation/claim_notifier.h"
 #include "services/annotation/logic_util.h"
@@ -178,23 +179,33 @@ TEST_F(AnnotationLogicTest, ClaimChecksQueueStateAndRestrictedReviewers) {
   v1::Queue q = ValidQueue();
   q.mutable_assignment()->add_reviewer_ids("ann");
   q.mutable_assignment()->set_restrict_to_reviewers(true);
-  EXPECT_CALL(repository_, GetQueue("alpha", "q1")).WillRepeatedly(Return(Record(q)));
-  EXPECT_CALL(repository_, Claim).Times(0);
+  QueueRecord active = Record(q);
+  q.set_state(v1::QUEUE_STATE_PAUSED);
+  QueueRecord paused = Record(q);
+  // The repository runs the logic's checks on the queue it reads inside the claim.
+  EXPECT_CALL(repository_, Claim("alpha", _))
+      .WillRepeatedly(
+          Invoke([&](const std::string&, const ClaimRequest& claim) -> absl::StatusOr<ClaimResult> {
+            RETURN_IF_ERROR(claim.check(claim.queue_id == "paused" ? paused : active));
+            ClaimResult result;
+            result.empty_reason = v1::EMPTY_REASON_NO_ITEMS;
+            return result;
+          }));
   v1::ClaimItemRequest request;
   request.set_queue_id("q1");
   request.set_reviewer_id("bob");
   EXPECT_THAT(logic_.ClaimItem(caller_, request), StatusIs(absl::StatusCode::kPermissionDenied));
+  request.set_reviewer_id("ann");
+  ASSERT_OK_AND_ASSIGN(v1::ClaimItemResponse empty, logic_.ClaimItem(caller_, request));
+  EXPECT_EQ(empty.empty_reason(), v1::EMPTY_REASON_NO_ITEMS);
+  request.set_queue_id("paused");
+  EXPECT_THAT(logic_.ClaimItem(caller_, request), StatusIs(absl::StatusCode::kFailedPrecondition));
+  // Malformed requests never reach the repository.
   request.set_reviewer_id("bad id!");
   EXPECT_THAT(logic_.ClaimItem(caller_, request), StatusIs(absl::StatusCode::kInvalidArgument));
   request.set_reviewer_id("ann");
   request.mutable_wait_timeout()->set_seconds(61);
   EXPECT_THAT(logic_.ClaimItem(caller_, request), StatusIs(absl::StatusCode::kInvalidArgument));
-
-  q.set_state(v1::QUEUE_STATE_PAUSED);
-  EXPECT_CALL(repository_, GetQueue("alpha", "paused")).WillOnce(Return(Record(q)));
-  request.set_queue_id("paused");
-  request.clear_wait_timeout();
-  EXPECT_THAT(logic_.ClaimItem(caller_, request), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST_F(AnnotationLogicTest, ClaimWaitIsCappedByTheCallDeadline) {
@@ -210,8 +221,16 @@ TEST_F(AnnotationLogicTest, ClaimWaitIsCappedByTheCallDeadline) {
 }
 
 TEST_F(AnnotationLogicTest, SubmitValidatesValuesAndPromotionBeforeStoring) {
-  EXPECT_CALL(repository_, GetQueue).WillRepeatedly(Return(Record(ValidQueue())));
-  EXPECT_CALL(repository_, Submit).Times(0);
+  const QueueRecord queue = Record(ValidQueue());
+  int stored = 0;
+  EXPECT_CALL(repository_, Submit("alpha", _, _))
+      .WillRepeatedly(Invoke([&](const std::string&, const SubmitRequest& submit,
+                                 const PromotionDecider&) -> absl::StatusOr<SubmitResult> {
+        ASSIGN_OR_RETURN(int32_t revision, submit.validate(queue));
+        EXPECT_EQ(revision, 1);
+        ++stored;
+        return SubmitResult{};
+      }));
   v1::SubmitAnnotationRequest request;
   request.set_queue_id("q1");
   request.set_lease_id("lease");
@@ -223,6 +242,10 @@ TEST_F(AnnotationLogicTest, SubmitValidatesValuesAndPromotionBeforeStoring) {
   request.set_promote(true);
   EXPECT_THAT(logic_.SubmitAnnotation(caller_, request),
               StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(stored, 0);
+  request.clear_promote();
+  ASSERT_OK(logic_.SubmitAnnotation(caller_, request));
+  EXPECT_EQ(stored, 1);
 }
 
 TEST_F(AnnotationLogicTest, BlindReadsHideOtherReviewersUntilTheItemIsComplete) {

@@ -69,12 +69,17 @@ struct ItemListQuery {
   int limit = 50;
 };
 
+struct QueueRecord;
+
 struct ClaimRequest {
   std::string queue_id;
   std::string reviewer_id;
   bool assigned_only = false;
   std::string request_id;  // empty: none
   int max_active_leases = 10;
+  // Optional: the caller's checks of the queue (e.g. restricted reviewers), run inside the
+  // claim's transaction once the queue is read; an error aborts the claim.
+  std::function<absl::Status(const QueueRecord&)> check;
 };
 
 struct ClaimResult {
@@ -83,6 +88,8 @@ struct ClaimResult {
   std::optional<v1::Lease> lease;
   v1::EmptyReason empty_reason = v1::EMPTY_REASON_UNSPECIFIED;
   std::optional<absl::Time> next_lease_expire_time;
+  // The queue as the claim read it (its rubric goes with the item).
+  v1::Rubric rubric;
 };
 
 struct AnnotationRecord {
@@ -133,6 +140,10 @@ struct SubmitRequest {
   std::optional<bool> promote;
   std::string request_id;  // empty: none
   std::string request_digest;
+  // Optional: validation of the submission against the queue (rubric, promotion), run inside
+  // the transaction once the lease is known to be the reviewer's and active; returns the rubric
+  // revision the values were validated against, or an error that aborts the submit.
+  std::function<absl::StatusOr<int32_t>(const QueueRecord&)> validate;
 };
 
 struct SubmitResult {

@@ -404,7 +404,7 @@ void PgAnnotationRepository::RegisterStatements() {
                                        "$2"));
   reg("review_queue_get_share",
       absl::StrCat("SELECT ", kQueueColumns,
-                   " FROM review.queues WHERE project_id = $1 AND queue_id = $2 FOR SHARE"));
+                   " FROM review.queues WHERE project_id = $1 AND queue_id = $2 FOR KEY SHARE"));
   reg("review_queue_get_update",
       absl::StrCat("SELECT ", kQueueColumns,
                    " FROM review.queues WHERE project_id = $1 AND queue_id = $2 FOR UPDATE"));
@@ -954,6 +954,8 @@ absl::StatusOr<ClaimResult> PgAnnotationRepository::Claim(const std::string& pro
                                                    ? "queue is paused"
                                                    : "queue is archived");
         }
+        if (request.check) RETURN_IF_ERROR(request.check(queue));
+        out.rubric = queue.queue.rubric();
         if (!request.request_id.empty()) {
           pqxx::result rows = tx.exec_prepared("review_lease_by_request", project, request.queue_id,
                                                request.reviewer_id, request.request_id);
@@ -964,7 +966,6 @@ absl::StatusOr<ClaimResult> PgAnnotationRepository::Claim(const std::string& pro
             return absl::OkStatus();
           }
         }
-        ExpireIn(tx, project, request.queue_id, 0);
         const int64_t active = tx.exec_prepared1("review_active_lease_count", project,
                                                  request.queue_id, request.reviewer_id)[0]
                                    .as<int64_t>();
@@ -972,12 +973,19 @@ absl::StatusOr<ClaimResult> PgAnnotationRepository::Claim(const std::string& pro
           return absl::ResourceExhaustedError(absl::StrCat(
               "the reviewer already holds ", request.max_active_leases, " leases in this queue"));
         }
-        pqxx::result picked = tx.exec_prepared("review_claim_assigned", project, request.queue_id,
-                                               request.reviewer_id);
-        if (picked.empty() && !request.assigned_only) {
-          picked =
-              tx.exec_prepared("review_claim_any", project, request.queue_id, request.reviewer_id);
-        }
+        auto pick = [&]() -> pqxx::result {
+          pqxx::result picked = tx.exec_prepared("review_claim_assigned", project, request.queue_id,
+                                                 request.reviewer_id);
+          if (picked.empty() && !request.assigned_only) {
+            picked = tx.exec_prepared("review_claim_any", project, request.queue_id,
+                                      request.reviewer_id);
+          }
+          return picked;
+        };
+        pqxx::result picked = pick();
+        // Nothing claimable: expired leases of the queue count as free slots (the reaper returns
+        // them too, every few seconds), so return them and look again.
+        if (picked.empty() && ExpireIn(tx, project, request.queue_id, 0) > 0) picked = pick();
         if (picked.empty()) {
           pqxx::row blockers = tx.exec_prepared1("review_claim_blockers", project, request.queue_id,
                                                  request.reviewer_id);
@@ -1139,12 +1147,16 @@ absl::StatusOr<SubmitResult> PgAnnotationRepository::Submit(const std::string& p
         if (queue.queue.state() == v1::QUEUE_STATE_ARCHIVED) {
           return absl::FailedPreconditionError("queue is archived");
         }
+        int32_t rubric_revision = request.rubric_revision;
+        if (request.validate) {
+          ASSIGN_OR_RETURN(rubric_revision, request.validate(queue));
+        }
         const std::string content = request.content.SerializeAsString();
         tx.exec_prepared("review_annotation_insert", project, request.annotation_id,
-                         request.lease_id, pqxx::binarystring(content), request.rubric_revision,
+                         request.lease_id, pqxx::binarystring(content), rubric_revision,
                          request.promote ? (*request.promote ? "true" : "false") : "");
         tx.exec_prepared("review_revision_insert", project, request.annotation_id, 1,
-                         pqxx::binarystring(content), request.rubric_revision, "");
+                         pqxx::binarystring(content), rubric_revision, "");
         tx.exec_prepared("review_lease_end", project, request.lease_id,
                          static_cast<int>(LeaseState::kSubmitted), "");
         tx.exec_prepared("review_item_submitted", project, request.queue_id,

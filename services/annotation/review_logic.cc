@@ -54,23 +54,26 @@ absl::StatusOr<absl::Duration> AnnotationLogic::ClaimWait(const v1::ClaimItemReq
 absl::StatusOr<v1::ClaimItemResponse> AnnotationLogic::ClaimItem(
     const Caller& caller, const v1::ClaimItemRequest& request) {
   RETURN_IF_ERROR(ClaimWait(request, absl::InfiniteFuture()).status());
-  ASSIGN_OR_RETURN(QueueRecord queue, repository_->GetQueue(caller.project_id, request.queue_id()));
-  if (queue.queue.state() != v1::QUEUE_STATE_ACTIVE) {
-    return absl::FailedPreconditionError(
-        queue.queue.state() == v1::QUEUE_STATE_PAUSED ? "queue is paused" : "queue is archived");
-  }
-  const v1::QueueAssignment& assignment = queue.queue.assignment();
-  if (assignment.restrict_to_reviewers() &&
-      std::find(assignment.reviewer_ids().begin(), assignment.reviewer_ids().end(),
-                request.reviewer_id()) == assignment.reviewer_ids().end()) {
-    return absl::PermissionDeniedError("reviewer_id is not a reviewer of this restricted queue");
-  }
   ClaimRequest claim;
   claim.queue_id = request.queue_id();
   claim.reviewer_id = request.reviewer_id();
   claim.assigned_only = request.assigned_only();
   claim.request_id = request.request_id();
   claim.max_active_leases = options_.max_active_leases_per_reviewer;
+  // Checked inside the claim's transaction, so a claim costs one transaction.
+  claim.check = [&request](const QueueRecord& queue) -> absl::Status {
+    if (queue.queue.state() != v1::QUEUE_STATE_ACTIVE) {
+      return absl::FailedPreconditionError(
+          queue.queue.state() == v1::QUEUE_STATE_PAUSED ? "queue is paused" : "queue is archived");
+    }
+    const v1::QueueAssignment& assignment = queue.queue.assignment();
+    if (assignment.restrict_to_reviewers() &&
+        std::find(assignment.reviewer_ids().begin(), assignment.reviewer_ids().end(),
+                  request.reviewer_id()) == assignment.reviewer_ids().end()) {
+      return absl::PermissionDeniedError("reviewer_id is not a reviewer of this restricted queue");
+    }
+    return absl::OkStatus();
+  };
   absl::StatusOr<ClaimResult> result = repository_->Claim(caller.project_id, claim);
   if (absl::IsAlreadyExists(result.status())) {
     // The same reviewer claimed the same item concurrently: try once more.
@@ -81,7 +84,7 @@ absl::StatusOr<v1::ClaimItemResponse> AnnotationLogic::ClaimItem(
   if (result->item && result->lease) {
     *response.mutable_item() = std::move(*result->item);
     *response.mutable_lease() = std::move(*result->lease);
-    *response.mutable_rubric() = queue.queue.rubric();
+    *response.mutable_rubric() = std::move(result->rubric);
   } else {
     response.set_empty_reason(result->empty_reason);
     if (result->next_lease_expire_time) {
@@ -141,14 +144,6 @@ absl::StatusOr<v1::SubmitAnnotationResponse> AnnotationLogic::SubmitAnnotation(
   RETURN_IF_ERROR(CheckLeaseRequest(request.queue_id(), request.lease_id(), request.reviewer_id()));
   RETURN_IF_ERROR(CheckText("comment", request.comment(), 0, 4000));
   RETURN_IF_ERROR(CheckOptionalId("request_id", request.request_id()));
-  ASSIGN_OR_RETURN(QueueRecord queue, repository_->GetQueue(caller.project_id, request.queue_id()));
-  if (queue.queue.state() == v1::QUEUE_STATE_ARCHIVED) {
-    return absl::FailedPreconditionError("queue is archived");
-  }
-  if (request.has_promote() && request.promote() && queue.queue.default_eval_set_id().empty()) {
-    return absl::FailedPreconditionError("promote = true but the queue has no default_eval_set_id");
-  }
-  RETURN_IF_ERROR(ValidateValues(queue.queue.rubric(), request.values()));
   SubmitRequest submit;
   submit.queue_id = request.queue_id();
   submit.lease_id = request.lease_id();
@@ -156,10 +151,21 @@ absl::StatusOr<v1::SubmitAnnotationResponse> AnnotationLogic::SubmitAnnotation(
   submit.annotation_id = GenerateId();
   *submit.content.mutable_values() = request.values();
   submit.content.set_comment(request.comment());
-  submit.rubric_revision = queue.queue.rubric().revision();
   if (request.has_promote()) submit.promote = request.promote();
   submit.request_id = request.request_id();
   if (!submit.request_id.empty()) submit.request_digest = Digest(request);
+  // Validated inside the submit's transaction against the queue it reads (one transaction).
+  submit.validate = [&request](const QueueRecord& queue) -> absl::StatusOr<int32_t> {
+    if (queue.queue.state() == v1::QUEUE_STATE_ARCHIVED) {
+      return absl::FailedPreconditionError("queue is archived");
+    }
+    if (request.has_promote() && request.promote() && queue.queue.default_eval_set_id().empty()) {
+      return absl::FailedPreconditionError(
+          "promote = true but the queue has no default_eval_set_id");
+    }
+    RETURN_IF_ERROR(ValidateValues(queue.queue.rubric(), request.values()));
+    return queue.queue.rubric().revision();
+  };
   ASSIGN_OR_RETURN(SubmitResult result,
                    repository_->Submit(caller.project_id, submit, AutomaticPromotion(true)));
   v1::SubmitAnnotationResponse response;
