@@ -1,5 +1,11 @@
 #include "services/capture/labeler.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "services/capture/labeling.h"
@@ -12,7 +18,15 @@ Labeler::Labeler(CaptureRepository* repository, Logger* logger, LabelerOptions o
 Labeler::~Labeler() { Stop(); }
 
 void Labeler::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    if (options_.nice > 0) {
+      // Best effort: a thread that keeps the process's priority still labels correctly.
+      const id_t thread_id = static_cast<id_t>(syscall(SYS_gettid));
+      const int current = getpriority(PRIO_PROCESS, thread_id);
+      setpriority(PRIO_PROCESS, thread_id, std::min(current + options_.nice, 19));
+    }
+    Loop();
+  });
 }
 
 void Labeler::Stop() {

@@ -18,6 +18,9 @@ struct LabelerOptions {
   int batch = 500;
   // How often idle sessions are swept for abandonment.
   absl::Duration sweep_interval = absl::Seconds(10);
+  // Nice increment of the labeler thread (Linux: per thread): labeling is background work and
+  // yields the CPU to request handling when both compete; 0 keeps the process's priority.
+  int nice = 10;
 };
 
 // The background labeler: drains the label queue (derived signals, labels, flagged feed) and
