@@ -31,7 +31,7 @@ struct BuiltinEmbedderOptions {
   bool word_bigrams = true;
   int char_ngram_min = 3;  // 0 disables character n-grams
   int char_ngram_max = 5;
-  double char_weight = 0.5;         // weight of the char n-gram block relative to the word block
+  double char_weight = 1.0;         // weight of the char n-gram block relative to the word block
   int max_features = 40000;         // most frequent features kept (by document frequency)
   int min_document_count = 2;       // features in fewer fit documents are dropped
   double max_document_share = 0.5;  // features in more than this share of documents are dropped

@@ -34,6 +34,8 @@ TEST(MaskTextTest, UrlsEmailsUuidsHexAndNumbersBecomePlaceholders) {
   EXPECT_EQ(MaskText("took 3.5 s on 2024-01-05 at 12:30:00"), "took <num> s on <num> at <num>");
   EXPECT_EQ(MaskText("open /var/log/app.log please"), "open <path> please");
   EXPECT_EQ(MaskText("order #1234 (qty 10)"), "order #<num> (qty <num>)");
+  EXPECT_EQ(MaskText("see ord_3f2a9c81d4 and req_id_123e4567-e89b-12d3-a456-426614174000"),
+            "see <hex> and <uuid>");
 }
 
 TEST(MaskTextTest, WordsWithDigitsAndPlainTextAreKept) {

@@ -75,6 +75,17 @@ bool LooksLikePath(absl::string_view chunk) {
          (chunk[0] == '/' && chunk.size() > 1 && IsWordByte(chunk[1]));
 }
 
+// Appends an id placeholder; an identifier prefix glued to it by '_' ("ord_", "req_id_") is part of
+// the id and goes with it.
+void AppendId(absl::string_view placeholder, std::string& out) {
+  if (!out.empty() && out.back() == '_') {
+    size_t start = out.size();
+    while (start > 0 && (IsAsciiAlnum(out[start - 1]) || out[start - 1] == '_')) --start;
+    out.resize(start);
+  }
+  out.append(placeholder.data(), placeholder.size());
+}
+
 // Masks numbers and hex ids inside a chunk that is not a URL, e-mail or path.
 void MaskWords(absl::string_view chunk, std::string& out) {
   size_t i = 0;
@@ -86,7 +97,7 @@ void MaskWords(absl::string_view chunk, std::string& out) {
       continue;
     }
     if (size_t n = UuidLength(chunk, i); n > 0) {
-      out.append(kUuidToken.data(), kUuidToken.size());
+      AppendId(kUuidToken, out);
       i += n;
       continue;
     }
@@ -96,7 +107,7 @@ void MaskWords(absl::string_view chunk, std::string& out) {
       size_t j = i + 2;
       while (j < chunk.size() && IsHexDigit(chunk[j])) ++j;
       if (j >= chunk.size() || !IsWordByte(chunk[j])) {
-        out.append(kHexToken.data(), kHexToken.size());
+        AppendId(kHexToken, out);
         i = j;
         continue;
       }
@@ -138,7 +149,7 @@ void MaskWords(absl::string_view chunk, std::string& out) {
       continue;
     }
     if (all_hex && has_digit && word.size() >= 8) {
-      out.append(kHexToken.data(), kHexToken.size());
+      AppendId(kHexToken, out);
       i = j;
       continue;
     }
@@ -146,7 +157,7 @@ void MaskWords(absl::string_view chunk, std::string& out) {
     if (word.size() >= 12 && std::count_if(word.begin(), word.end(), [](char ch) {
                                return absl::ascii_isdigit(static_cast<unsigned char>(ch));
                              }) >= 3) {
-      out.append(kHexToken.data(), kHexToken.size());
+      AppendId(kHexToken, out);
       i = j;
       continue;
     }
