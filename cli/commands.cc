@@ -263,6 +263,7 @@ int Demo(int argc, char** argv) {
   flags.Duration("step_timeout", &options.step_timeout, "how long to wait for each step");
   flags.String("json", &options.json_path, "also write the figures as JSON to this file");
   flags.Bool("quiet", &options.quiet, "print nothing but errors");
+  flags.Int("max_reviews", &options.max_reviews, "items the simulated reviewer reviews (1..10000)");
   if (auto exit = ParseOrExit(flags, argc, argv)) return *exit;
   if (auto exit = Require(name, "key_file", key_file)) return *exit;
   absl::StatusOr<std::string> key = ReadKeyFile("key_file", key_file);

@@ -445,7 +445,9 @@ class Demo {
       queue->set_default_eval_set_id(eval_set_id_);
       queue->mutable_promotion_policy()->set_mode(av1::PROMOTION_MODE_MANUAL);
       queue->mutable_sampling()->set_strategy(av1::SAMPLING_STRATEGY_CLUSTER_BALANCED);
-      queue->mutable_sampling()->set_count_per_stratum(12);
+      // Quotas are spread pro rata over the day (never front-loaded); a demo wants its items now,
+      // so the per-theme quota is high and the simulated reviewer stops after max_reviews.
+      queue->mutable_sampling()->set_count_per_stratum(10000);
       av1::RubricField* verdict = queue->mutable_rubric()->add_fields();
       verdict->set_key("verdict");
       verdict->set_label("Is the response a failure?");
@@ -473,12 +475,29 @@ class Demo {
     // Wait for the filler to enqueue, then review until the queue is empty.
     const absl::Time deadline = absl::Now() + options_.step_timeout;
     const std::string reviewer = "demo-reviewer";
+    // First wait for the filler (it follows capture's feed and asks clustering for themes).
+    while (true) {
+      av1::GetQueueProgressRequest request;
+      request.set_queue_id(queue_id_);
+      av1::GetQueueProgressResponse progress;
+      grpc::ClientContext context;
+      Prepare(context);
+      grpc::Status status = annotation_->GetQueueProgress(&context, request, &progress);
+      if (!status.ok()) return Fail("annotation GetQueueProgress", status);
+      if (progress.total_count() > 0) break;
+      if (absl::Now() > deadline) {
+        std::fprintf(stderr, "demo: the queue received no items within %s\n",
+                     absl::FormatDuration(options_.step_timeout).c_str());
+        return false;
+      }
+      absl::SleepFor(absl::Milliseconds(500));
+    }
     int idle_polls = 0;
-    while (absl::Now() < deadline && idle_polls < 3) {
+    while (absl::Now() < deadline && idle_polls < 2 && reviewed_ < options_.max_reviews) {
       av1::ClaimItemRequest claim;
       claim.set_queue_id(queue_id_);
       claim.set_reviewer_id(reviewer);
-      claim.mutable_wait_timeout()->set_seconds(5);
+      claim.mutable_wait_timeout()->set_seconds(2);
       av1::ClaimItemResponse claimed;
       {
         grpc::ClientContext context;
@@ -493,7 +512,21 @@ class Demo {
       idle_polls = 0;
       const std::string& trace_id = claimed.item().trace_id();
       auto it = scenario_.truth.find(trace_id);
-      const bool failure = it != scenario_.truth.end() && it->second.quality == Quality::kBad;
+      if (it == scenario_.truth.end()) {
+        // Not this run's traffic (an earlier run, or real traffic): only a real reviewer knows.
+        av1::SkipItemRequest skip;
+        skip.set_queue_id(queue_id_);
+        skip.set_lease_id(claimed.lease().lease_id());
+        skip.set_reviewer_id(reviewer);
+        av1::SkipItemResponse skipped;
+        grpc::ClientContext context;
+        Prepare(context);
+        grpc::Status status = annotation_->SkipItem(&context, skip, &skipped);
+        if (!status.ok()) return Fail("annotation SkipItem", status);
+        ++skipped_;
+        continue;
+      }
+      const bool failure = it->second.quality == Quality::kBad;
       av1::SubmitAnnotationRequest submit;
       submit.set_queue_id(queue_id_);
       submit.set_lease_id(claimed.lease().lease_id());
@@ -533,9 +566,9 @@ class Demo {
         static_cast<long long>(progress.pending_count()),
         static_cast<long long>(progress.leased_count()),
         static_cast<long long>(progress.skipped_count()));
-    if (reviewed_ == 0) {
-      std::fprintf(stderr, "demo: the queue received no items within %s\n",
-                   absl::FormatDuration(options_.step_timeout).c_str());
+    if (skipped_ > 0) Say("    skipped %d items from other traffic", skipped_);
+    if (confirmed_failures_ == 0) {
+      std::fprintf(stderr, "demo: the reviewer confirmed no failures among %d items\n", reviewed_);
       return false;
     }
     return true;
@@ -561,6 +594,8 @@ class Demo {
         grpc::ClientContext context;
         Prepare(context);
         grpc::Status status = evalset_->ListCases(&context, request, &response);
+        // An eval set without cases has no version yet: nothing has arrived so far.
+        if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) break;
         if (!status.ok()) return Fail("eval-set ListCases", status);
         for (const ev1::Case& c : response.cases()) cases.push_back(c);
         token = response.next_page_token();
@@ -673,6 +708,7 @@ class Demo {
   std::string eval_set_id_;
   std::string queue_id_;
   int reviewed_ = 0;
+  int skipped_ = 0;
   int confirmed_failures_ = 0;
   int cases_ = 0;
   double pass_rate_delta_ = 0;
@@ -687,6 +723,10 @@ int RunDemo(const DemoOptions& options) {
   }
   if (options.users < 10 || options.users > 100000) {
     std::fprintf(stderr, "demo: --users must be in 10..100000\n");
+    return 2;
+  }
+  if (options.max_reviews < 1 || options.max_reviews > 10000) {
+    std::fprintf(stderr, "demo: --max_reviews must be in 1..10000\n");
     return 2;
   }
   return Demo(options).Run();

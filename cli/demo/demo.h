@@ -23,6 +23,8 @@ struct DemoOptions {
   // Also write the figures as one JSON object here (for tests and scripts); empty: none.
   std::string json_path;
   bool quiet = false;
+  // The simulated reviewer stops after this many items.
+  int max_reviews = 60;
 };
 
 // Runs the whole loop on a simulated product through the public gRPC APIs and prints what
