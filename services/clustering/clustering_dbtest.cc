@@ -323,7 +323,15 @@ TEST_F(ClusteringDbTest, ReclusterKeepsThemeIdsStableOnOverlappingWindows) {
   for (const v1::Cluster& c : before) {
     EXPECT_FALSE(c.name().empty());
     EXPECT_FALSE(c.keywords().empty());
-    EXPECT_FALSE(c.representative_examples().empty());
+    // Five examples, one per user (trace "a-<topic>-<i>" belongs to user i % 10).
+    EXPECT_EQ(c.representative_examples_size(), 5);
+    std::set<std::string> users;
+    for (const auto& e : c.representative_examples()) {
+      users.insert(
+          std::to_string(std::stoi(e.trace_id().substr(e.trace_id().rfind('-') + 1)) % 10));
+      EXPECT_FALSE(e.snippet().empty());
+    }
+    EXPECT_EQ(users.size(), 5u);
   }
 
   // New traces arrive: streaming assignment puts them into the latest clustering.

@@ -1,8 +1,12 @@
 #include "services/clustering/recluster.h"
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
@@ -76,23 +80,64 @@ absl::StatusOr<bool> Reclusterer::RunOnePending() {
   return true;
 }
 
-bool Reclusterer::Progress(const ClusteringRecord& job, v1::ClusteringPhase phase, double fraction,
-                           int64_t done, int64_t total, const v1::ClusteringParams& params) {
+// The latest progress of a running job, re-sent as a heartbeat while a long phase (k-means on a
+// large window) runs, so other replicas never take the job for dead.
+struct Reclusterer::Beat {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  v1::ClusteringProgress progress;
+  v1::ClusteringParams params;
+};
+
+absl::Status Reclusterer::Run(const ClusteringRecord& job) {
+  Beat beat;
+  beat.params = job.params;
+  std::thread beater([&] {
+    std::unique_lock<std::mutex> lock(beat.mu);
+    while (!beat.cv.wait_for(lock, std::chrono::seconds(60), [&] { return beat.done; })) {
+      v1::ClusteringProgress progress = beat.progress;
+      const v1::ClusteringParams params = beat.params;
+      lock.unlock();
+      *progress.mutable_heartbeat_time() = ToProtoTime(absl::Now());
+      (void)repository_->UpdateProgress(job.project_id, job.version, worker_, progress, params);
+      lock.lock();
+    }
+  });
+  absl::Status status = RunPhases(job, &beat);
+  {
+    std::lock_guard<std::mutex> lock(beat.mu);
+    beat.done = true;
+  }
+  beat.cv.notify_all();
+  beater.join();
+  return status;
+}
+
+bool Reclusterer::Progress(const ClusteringRecord& job, Beat* beat, v1::ClusteringPhase phase,
+                           double fraction, int64_t done, int64_t total,
+                           const v1::ClusteringParams& params) {
   v1::ClusteringProgress progress;
   progress.set_phase(phase);
   progress.set_fraction_done(fraction);
   progress.set_phase_items_done(done);
   progress.set_phase_items_total(total);
   *progress.mutable_heartbeat_time() = ToProtoTime(absl::Now());
+  {
+    std::lock_guard<std::mutex> lock(beat->mu);
+    beat->progress = progress;
+    beat->params = params;
+  }
   absl::StatusOr<bool> ok =
       repository_->UpdateProgress(job.project_id, job.version, worker_, progress, params);
   return ok.ok() && *ok;
 }
 
-absl::Status Reclusterer::Run(const ClusteringRecord& job) {
+absl::Status Reclusterer::RunPhases(const ClusteringRecord& job, Beat* beat) {
   const std::string& project = job.project_id;
   v1::ClusteringParams params = job.params;
-  if (!Progress(job, v1::CLUSTERING_PHASE_LOADING, 0.02, 0, 0, params)) return absl::OkStatus();
+  if (!Progress(job, beat, v1::CLUSTERING_PHASE_LOADING, 0.02, 0, 0, params))
+    return absl::OkStatus();
   const absl::Time load_time = absl::Now();
   ASSIGN_OR_RETURN(std::vector<TraceRecord> traces,
                    repository_->LoadWindow(project, job.window_start, job.window_end,
@@ -112,7 +157,8 @@ absl::Status Reclusterer::Run(const ClusteringRecord& job) {
   }
 
   // Embedding: the builtin embedder is refitted on the window (a new vector space per version).
-  if (!Progress(job, v1::CLUSTERING_PHASE_EMBEDDING, 0.1, 0, n, params)) return absl::OkStatus();
+  if (!Progress(job, beat, v1::CLUSTERING_PHASE_EMBEDDING, 0.1, 0, n, params))
+    return absl::OkStatus();
   std::vector<std::string> texts;
   texts.reserve(n);
   for (const TraceRecord& t : traces) texts.push_back(ThemeIndex::TextOf(t));
@@ -124,11 +170,17 @@ absl::Status Reclusterer::Run(const ClusteringRecord& job) {
   if (!embedder.ok()) return fail("the embedder could not be fitted on the window's texts");
   std::vector<engine::Vector> vectors;
   vectors.reserve(n);
-  for (const std::string& text : texts) vectors.push_back((*embedder)->EmbedOne(text));
+  for (int i = 0; i < n; ++i) {
+    vectors.push_back((*embedder)->EmbedOne(texts[i]));
+    if ((i + 1) % 5000 == 0 && !Progress(job, beat, v1::CLUSTERING_PHASE_EMBEDDING,
+                                         0.1 + 0.3 * (i + 1) / n, i + 1, n, params)) {
+      return absl::OkStatus();
+    }
+  }
   params.set_embedder_dimension((*embedder)->Dimension());
 
   // Clustering.
-  if (!Progress(job, v1::CLUSTERING_PHASE_CLUSTERING, 0.4, 0, n, params)) {
+  if (!Progress(job, beat, v1::CLUSTERING_PHASE_CLUSTERING, 0.4, 0, n, params)) {
     return absl::OkStatus();
   }
   engine::KMeansOptions kopts;
@@ -161,7 +213,8 @@ absl::Status Reclusterer::Run(const ClusteringRecord& job) {
   params.set_silhouette(result->silhouette);
 
   // Grouping: parent groups only when they group something (2 <= groups < k).
-  if (!Progress(job, v1::CLUSTERING_PHASE_GROUPING, 0.6, 0, k, params)) return absl::OkStatus();
+  if (!Progress(job, beat, v1::CLUSTERING_PHASE_GROUPING, 0.6, 0, k, params))
+    return absl::OkStatus();
   std::vector<int> parent_of(k, -1);
   int group_count = 0;
   std::vector<engine::Vector> group_centroids;
@@ -178,7 +231,7 @@ absl::Status Reclusterer::Run(const ClusteringRecord& job) {
   params.set_group_count(group_count);
 
   // Naming.
-  if (!Progress(job, v1::CLUSTERING_PHASE_NAMING, 0.7, 0, k + group_count, params)) {
+  if (!Progress(job, beat, v1::CLUSTERING_PHASE_NAMING, 0.7, 0, k + group_count, params)) {
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(v1::ClusteringSettings settings, logic_->EffectiveSettings(project));
@@ -190,7 +243,7 @@ absl::Status Reclusterer::Run(const ClusteringRecord& job) {
   inputs.reserve(n);
   for (const TraceRecord& t : traces) inputs.push_back(t.input_text);
   std::vector<engine::ThemeDescription> themes = engine::DescribeThemes(
-      texts, result->labels, k, vectors, result->centroids, keyword_count, 5);
+      texts, result->labels, k, vectors, result->centroids, keyword_count, 20);
   std::vector<engine::ThemeDescription> groups;
   std::vector<int> group_labels(n, -1);
   if (group_count > 0) {
@@ -211,7 +264,7 @@ absl::Status Reclusterer::Run(const ClusteringRecord& job) {
   const int min_users =
       params.min_distinct_users() > 0 ? params.min_distinct_users() : settings.min_distinct_users();
 
-  if (!Progress(job, v1::CLUSTERING_PHASE_PUBLISHING, 0.9, 0, n, params)) {
+  if (!Progress(job, beat, v1::CLUSTERING_PHASE_PUBLISHING, 0.9, 0, n, params)) {
     return absl::OkStatus();
   }
   const std::shared_ptr<engine::BuiltinEmbedder> model(std::move(*embedder));
@@ -295,7 +348,11 @@ absl::Status Reclusterer::Run(const ClusteringRecord& job) {
       row.name = themes[t].name;
       row.keywords = themes[t].keywords;
       row.key_phrases = themes[t].phrases;
+      // Most central first, one per user (the proto's "from distinct users"), at most 5.
+      std::set<std::string> example_users;
       for (int idx : themes[t].representatives) {
+        if (row.examples.size() >= 5) break;
+        if (!example_users.insert(traces[idx].user_key).second) continue;
         row.examples.push_back({traces[idx].trace_id, Snippet(inputs[idx]),
                                 engine::Dot(vectors[idx], result->centroids[t])});
       }

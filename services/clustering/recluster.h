@@ -41,8 +41,10 @@ class Reclusterer {
   absl::Status FailStale();
 
  private:
+  struct Beat;
   absl::Status Run(const ClusteringRecord& job);
-  bool Progress(const ClusteringRecord& job, v1::ClusteringPhase phase, double fraction,
+  absl::Status RunPhases(const ClusteringRecord& job, Beat* beat);
+  bool Progress(const ClusteringRecord& job, Beat* beat, v1::ClusteringPhase phase, double fraction,
                 int64_t done, int64_t total, const v1::ClusteringParams& params);
 
   ClusteringRepository* const repository_;

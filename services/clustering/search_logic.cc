@@ -316,7 +316,7 @@ absl::StatusOr<v1::SplitClusterResponse> ClusteringLogic::SplitCluster(
   for (const EmbeddedTrace& e : members) texts.push_back(e.text);
   const int keyword_count = settings.namer().builtin().keyword_count();
   std::vector<engine::ThemeDescription> described =
-      engine::DescribeThemes(texts, labels, children, points, fitted->centroids, keyword_count, 5);
+      engine::DescribeThemes(texts, labels, children, points, fitted->centroids, keyword_count, 20);
   SplitPlan plan;
   plan.request_id = request.request_id();
   plan.k = k;
@@ -332,7 +332,10 @@ absl::StatusOr<v1::SplitClusterResponse> ClusteringLogic::SplitCluster(
     child.name = described[c].name;
     child.keywords = described[c].keywords;
     child.key_phrases = described[c].phrases;
+    std::set<std::string> example_users;
     for (int idx : described[c].representatives) {
+      if (child.examples.size() >= 5) break;
+      if (!example_users.insert(members[idx].user_key).second) continue;
       child.examples.push_back({members[idx].trace_id, Snippet(members[idx].text),
                                 engine::Dot(points[idx], fitted->centroids[c])});
     }
