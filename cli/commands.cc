@@ -247,8 +247,8 @@ int Demo(int argc, char** argv) {
                 "hidden quality and hidden failure themes) and runs it through the loop via the "
                 "services' public APIs: capture, labels, themes, a review queue, eval set and "
                 "runs. Prints coverage, what thumbs alone would have found vs composite labels, "
-                "the themes found, queue progress and release notes. Seeded: the same seed sends "
-                "the same traffic (a re-run is all duplicates).");
+                "the themes found, queue progress and release notes. Seeded: the same --seed and "
+                "--run_id send the same traffic (a re-run is all duplicates).");
   flags.String("capture_address", &options.capture_address, "capture service host:port");
   flags.String("clustering_address", &options.clustering_address, "clustering service host:port");
   flags.String("annotation_address", &options.annotation_address, "annotation service host:port");

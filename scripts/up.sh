@@ -81,6 +81,11 @@ for entry in "${services[@]}"; do
   extra=()
   # Eval-set exports DPO pairs from capture's preference pairs.
   [ "$name" = evalset ] && extra=(--capture_address 127.0.0.1:50051)
+  # Clustering follows capture's flagged feed; annotation fills queues from capture and
+  # clustering and promotes into eval-set.
+  [ "$name" = clustering ] && extra=(--capture_address 127.0.0.1:50051)
+  [ "$name" = annotation ] && extra=(--capture_address 127.0.0.1:50051
+    --clustering_address 127.0.0.1:50052 --evalset_address 127.0.0.1:50054)
   FLYWHEEL_DATABASE_URL="$database_url" setsid "$bin/flywheel-$name" \
     --listen "127.0.0.1:$port" --metrics_listen "127.0.0.1:$metrics_port" \
     --port_file "$state/run/$name.ports" --service_key_file "$state/service.key" "${extra[@]}" </dev/null >>"$state/logs/$name.log" 2>&1 &

@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -107,6 +108,7 @@ class Demo {
   }
 
   bool Fail(const std::string& step, const grpc::Status& status) {
+    if (!options_.quiet) std::printf("\n");
     std::fprintf(stderr, "demo: %s failed: %s (%s)\n", step.c_str(), status.error_message().c_str(),
                  StatusCodeName(status.error_code()));
     return false;
@@ -296,6 +298,48 @@ class Demo {
 
   // ---- 4/6 themes -------------------------------------------------------------------------
 
+  static constexpr char kNotAFailure[] = "(not a failure)";
+
+  // The most common hidden theme among members: (name, its count, all members).
+  static std::tuple<std::string, int, int> Majority(const std::map<std::string, int>& hidden) {
+    std::string majority = "-";
+    int majority_count = 0;
+    int members = 0;
+    for (const auto& [name, count] : hidden) {
+      members += count;
+      if (count > majority_count) majority = name, majority_count = count;
+    }
+    return {majority, majority_count, members};
+  }
+
+  static std::string Title(const clv1::Cluster& cluster) {
+    if (!cluster.name().empty()) return cluster.name();
+    std::string keywords;
+    for (int i = 0; i < std::min(4, cluster.keywords_size()); ++i) {
+      absl::StrAppend(&keywords, i ? ", " : "", cluster.keywords(i).term());
+    }
+    return keywords;
+  }
+
+  bool ListLevel(int64_t version, clv1::ClusterLevel level, std::vector<clv1::Cluster>* out) {
+    std::string token;
+    do {
+      clv1::ListClustersRequest list;
+      list.set_clustering_version(version);
+      list.set_level(level);
+      list.set_page_size(100);
+      list.set_page_token(token);
+      clv1::ListClustersResponse listed;
+      grpc::ClientContext context;
+      Prepare(context);
+      grpc::Status status = clustering_->ListClusters(&context, list, &listed);
+      if (!status.ok()) return Fail("clustering ListClusters", status);
+      for (const clv1::Cluster& cluster : listed.clusters()) out->push_back(cluster);
+      token = listed.next_page_token();
+    } while (!token.empty());
+    return true;
+  }
+
   bool Themes() {
     Say("4/6 themes: re-clustering the flagged traces");
     clv1::TriggerReclusterRequest request;
@@ -314,11 +358,13 @@ class Demo {
     clv1::Clustering clustering = response.clustering();
     while (clustering.state() != clv1::CLUSTERING_STATE_SUCCEEDED) {
       if (clustering.state() == clv1::CLUSTERING_STATE_FAILED) {
+        if (!options_.quiet) std::printf("\n");
         std::fprintf(stderr, "demo: re-clustering failed: %s\n",
                      clustering.error_message().c_str());
         return false;
       }
       if (absl::Now() > deadline) {
+        if (!options_.quiet) std::printf("\n");
         std::fprintf(stderr, "demo: re-clustering did not finish within %s\n",
                      absl::FormatDuration(options_.step_timeout).c_str());
         return false;
@@ -339,34 +385,17 @@ class Demo {
       }
     }
     if (!options_.quiet) std::printf("\n");
-    // Themes and their members, compared with the hidden failure themes.
     std::vector<clv1::Cluster> themes;
-    std::string token;
-    do {
-      clv1::ListClustersRequest list;
-      list.set_clustering_version(version);
-      list.set_level(clv1::CLUSTER_LEVEL_THEME);
-      list.set_page_size(100);
-      list.set_page_token(token);
-      clv1::ListClustersResponse listed;
-      grpc::ClientContext context;
-      Prepare(context);
-      grpc::Status status = clustering_->ListClusters(&context, list, &listed);
-      if (!status.ok()) return Fail("clustering ListClusters", status);
-      for (const clv1::Cluster& cluster : listed.clusters()) themes.push_back(cluster);
-      token = listed.next_page_token();
-    } while (!token.empty());
-    Say("    %d themes from %lld flagged traces (clustering v%lld); each with the hidden theme "
-        "most "
-        "of its members have:",
-        static_cast<int>(themes.size()), static_cast<long long>(clustering.member_count()),
-        static_cast<long long>(version));
-    std::map<std::string, int> best_share_by_hidden;  // hidden theme -> members in its best theme
-    int assigned_failures = 0;
+    std::vector<clv1::Cluster> groups;
+    if (!ListLevel(version, clv1::CLUSTER_LEVEL_THEME, &themes)) return false;
+    if (!ListLevel(version, clv1::CLUSTER_LEVEL_GROUP, &groups)) return false;
+    // Members of each theme, compared with the hidden failure themes of this run's traffic.
+    std::map<std::string, std::map<std::string, int>> hidden_by_theme;
+    std::map<std::string, int> best_by_hidden;  // hidden theme -> members in its best theme
+    int assigned = 0;
     int majority_total = 0;
     for (const clv1::Cluster& theme : themes) {
-      std::map<std::string, int> hidden;
-      int members = 0;
+      std::map<std::string, int>& hidden = hidden_by_theme[theme.cluster_id()];
       std::string page;
       do {
         clv1::ListClusterMembersRequest list;
@@ -382,34 +411,48 @@ class Demo {
         for (const clv1::ClusterMember& member : listed.members()) {
           auto it = scenario_.truth.find(member.trace_id());
           if (it == scenario_.truth.end()) continue;
-          ++members;
-          theme_of_trace_[member.trace_id()] = theme.cluster_id();
-          ++hidden[it->second.theme.empty() ? std::string("(not a failure)") : it->second.theme];
+          ++hidden[it->second.theme.empty() ? std::string(kNotAFailure) : it->second.theme];
         }
         page = listed.next_page_token();
       } while (!page.empty());
-      std::string majority = "-";
-      int majority_count = 0;
-      for (const auto& [name, count] : hidden) {
-        if (count > majority_count) majority = name, majority_count = count;
-      }
+      const auto [majority, majority_count, members] = Majority(hidden);
       majority_total += majority_count;
-      assigned_failures += members;
-      if (majority != "(not a failure)") {
-        best_share_by_hidden[majority] = std::max(best_share_by_hidden[majority], majority_count);
+      assigned += members;
+      if (members > 0 && majority != kNotAFailure) {
+        best_by_hidden[majority] = std::max(best_by_hidden[majority], majority_count);
       }
-      std::string keywords;
-      for (int i = 0; i < std::min(4, theme.keywords_size()); ++i) {
-        absl::StrAppend(&keywords, i ? ", " : "", theme.keywords(i).term());
+    }
+    Say("    %d themes in %d groups from %lld flagged traces (clustering v%lld); next to each, "
+        "the hidden theme most of its members have:",
+        static_cast<int>(themes.size()), static_cast<int>(groups.size()),
+        static_cast<long long>(clustering.member_count()), static_cast<long long>(version));
+    for (const clv1::Cluster& group : groups) {
+      std::map<std::string, int> hidden;
+      int children = 0;
+      for (const clv1::Cluster& theme : themes) {
+        if (theme.parent_cluster_id() != group.cluster_id()) continue;
+        ++children;
+        for (const auto& [name, count] : hidden_by_theme[theme.cluster_id()]) hidden[name] += count;
       }
-      Say("    %-40.40s %4d traces %4lld users  ~ %s (%.0f%%)",
-          theme.name().empty() ? keywords : theme.name(), members,
-          static_cast<long long>(theme.distinct_users()), majority,
+      const auto [majority, majority_count, members] = Majority(hidden);
+      Say("    group %-36.36s %2d themes %4d traces  ~ %s (%.0f%%)", Title(group), children,
+          members, majority, members ? 100.0 * majority_count / members : 0.0);
+    }
+    constexpr size_t kShown = 12;
+    for (size_t t = 0; t < themes.size() && t < kShown; ++t) {
+      const auto [majority, majority_count, members] =
+          Majority(hidden_by_theme[themes[t].cluster_id()]);
+      Say("      theme %-34.34s %4lld traces %4lld users  ~ %s (%.0f%%)", Title(themes[t]),
+          static_cast<long long>(themes[t].member_count()),
+          static_cast<long long>(themes[t].distinct_users()), majority,
           members ? 100.0 * majority_count / members : 0.0);
     }
+    if (themes.size() > kShown) {
+      Say("      ... and %d smaller themes", static_cast<int>(themes.size() - kShown));
+    }
     themes_found_ = static_cast<int>(themes.size());
-    hidden_themes_recovered_ = static_cast<int>(best_share_by_hidden.size());
-    theme_purity_ = assigned_failures ? static_cast<double>(majority_total) / assigned_failures : 0;
+    hidden_themes_recovered_ = static_cast<int>(best_by_hidden.size());
+    theme_purity_ = assigned ? static_cast<double>(majority_total) / assigned : 0;
     Say("    hidden themes recovered: %d of %d; purity (members sharing their theme's majority "
         "hidden theme): %.0f%%",
         hidden_themes_recovered_, static_cast<int>(std::size(kThemes)), 100 * theme_purity_);
@@ -419,8 +462,8 @@ class Demo {
   // ---- 5/6 review queue ---------------------------------------------------------------------
 
   bool Review() {
-    Say("5/6 review: a cluster-balanced queue, reviewed by a simulated reviewer who knows the "
-        "truth");
+    Say("5/6 review: a cluster-balanced queue, worked by a simulated reviewer who reads each "
+        "response");
     // The eval set that reviewed failures are promoted into.
     {
       ev1::CreateEvalSetRequest request;
@@ -511,22 +554,11 @@ class Demo {
       }
       idle_polls = 0;
       const std::string& trace_id = claimed.item().trace_id();
+      // The simulated reviewer reads the response (it knows this product's failure modes), so
+      // it can label items of earlier demo runs too; the hidden truth only supplies corrections.
+      const std::string theme = ReviewOutput(claimed.item().snapshot().output());
+      const bool failure = !theme.empty();
       auto it = scenario_.truth.find(trace_id);
-      if (it == scenario_.truth.end()) {
-        // Not this run's traffic (an earlier run, or real traffic): only a real reviewer knows.
-        av1::SkipItemRequest skip;
-        skip.set_queue_id(queue_id_);
-        skip.set_lease_id(claimed.lease().lease_id());
-        skip.set_reviewer_id(reviewer);
-        av1::SkipItemResponse skipped;
-        grpc::ClientContext context;
-        Prepare(context);
-        grpc::Status status = annotation_->SkipItem(&context, skip, &skipped);
-        if (!status.ok()) return Fail("annotation SkipItem", status);
-        ++skipped_;
-        continue;
-      }
-      const bool failure = it->second.quality == Quality::kBad;
       av1::SubmitAnnotationRequest submit;
       submit.set_queue_id(queue_id_);
       submit.set_lease_id(claimed.lease().lease_id());
@@ -534,9 +566,11 @@ class Demo {
       (*submit.mutable_values())["verdict"].mutable_categorical()->add_values(failure ? "fail"
                                                                                       : "pass");
       if (failure) {
-        (*submit.mutable_values())["failure_kind"].mutable_categorical()->add_values(
-            it->second.theme);
-        (*submit.mutable_values())["correction"].set_correction(it->second.good_output);
+        (*submit.mutable_values())["failure_kind"].mutable_categorical()->add_values(theme);
+        if (it != scenario_.truth.end()) {
+          (*submit.mutable_values())["correction"].set_correction(it->second.good_output);
+        }
+        reviewed_theme_[trace_id] = theme;
       }
       submit.set_promote(failure);
       av1::SubmitAnnotationResponse submitted;
@@ -566,7 +600,6 @@ class Demo {
         static_cast<long long>(progress.pending_count()),
         static_cast<long long>(progress.leased_count()),
         static_cast<long long>(progress.skipped_count()));
-    if (skipped_ > 0) Say("    skipped %d items from other traffic", skipped_);
     if (confirmed_failures_ == 0) {
       std::fprintf(stderr, "demo: the reviewer confirmed no failures among %d items\n", reviewed_);
       return false;
@@ -636,8 +669,8 @@ class Demo {
       ev1::RecordResultsRequest record;
       record.set_run_id(run_ids[r]);
       for (const ev1::Case& c : cases) {
-        auto it = scenario_.truth.find(c.source_trace_id());
-        const std::string theme = it == scenario_.truth.end() ? "" : it->second.theme;
+        auto it = reviewed_theme_.find(c.source_trace_id());
+        const std::string theme = it == reviewed_theme_.end() ? "" : it->second;
         bool pass = theme.empty();
         if (r == 1) {
           const double u = std::uniform_real_distribution<double>(0, 1)(rng);
@@ -708,7 +741,7 @@ class Demo {
   std::string eval_set_id_;
   std::string queue_id_;
   int reviewed_ = 0;
-  int skipped_ = 0;
+  std::map<std::string, std::string> reviewed_theme_;  // trace id -> failure theme
   int confirmed_failures_ = 0;
   int cases_ = 0;
   double pass_rate_delta_ = 0;

@@ -167,7 +167,10 @@ std::string GoodAnswer(std::mt19937_64& rng, const Request& r) {
 std::string MediocreAnswer(std::mt19937_64& rng, const Request& r) {
   // Right direction, but incomplete or generic: users fix it up before using it.
   std::string good = GoodAnswer(rng, r);
-  const size_t cut = good.size() * 2 / 3;
+  size_t cut = good.size() * 2 / 3;
+  // Code stays complete (a closed fence); only the explanation is thin.
+  const size_t fence = good.rfind("```");
+  if (fence != std::string::npos) cut = std::max(cut, fence + 3);
   return good.substr(0, cut) + " (More details depend on your setup.)";
 }
 
@@ -486,6 +489,21 @@ Scenario GenerateScenario(const ScenarioOptions& options) {
   Scenario scenario;
   Builder(options, &scenario).Run();
   return scenario;
+}
+
+std::string ReviewOutput(const std::string& output) {
+  if (output.find(" et al. (") != std::string::npos) return "hallucinated_citation";
+  if (output.find("I can't help with that request") != std::string::npos) {
+    return "refused_valid_request";
+  }
+  if (output.find("As of my last update in 2021") != std::string::npos) return "stale_data";
+  if (output.find("is not our problem") != std::string::npos) return "wrong_tone";
+  // Code answers open a fence and close it; a truncated one never closes it.
+  const size_t open = output.find("```");
+  if (open != std::string::npos && output.find("```", open + 3) == std::string::npos) {
+    return "truncated_code";
+  }
+  return "";
 }
 
 const char* QualityName(Quality quality) {

@@ -79,6 +79,11 @@ struct Scenario {
 
 Scenario GenerateScenario(const ScenarioOptions& options);
 
+// What a careful reviewer concludes from reading a response of the simulated product: the
+// failure theme it shows, or "" when it is not a failure. Exact on this generator's responses
+// (tested), so a simulated reviewer can label traces of any demo run, not only its own.
+std::string ReviewOutput(const std::string& output);
+
 const char* QualityName(Quality quality);
 const char* UserKindName(UserKind kind);
 

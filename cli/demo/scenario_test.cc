@@ -89,5 +89,17 @@ TEST(ScenarioTest, SignalsReferenceKnownTracesAndRephrasesAreSimilar) {
   EXPECT_GT(rephrases, 5);
 }
 
+TEST(ScenarioTest, ReadingAResponseFindsExactlyItsHiddenTheme) {
+  const Scenario s = GenerateScenario(Small(5));
+  int checked = 0;
+  for (const auto& item : s.items) {
+    if (!item.has_trace()) continue;
+    const TraceTruth& truth = s.truth.at(item.trace().trace_id());
+    EXPECT_EQ(ReviewOutput(item.trace().output()), truth.theme) << item.trace().output();
+    ++checked;
+  }
+  EXPECT_GT(checked, 100);
+}
+
 }  // namespace
 }  // namespace flywheel::demo
