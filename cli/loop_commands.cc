@@ -207,8 +207,16 @@ int Review(int argc, char** argv) {
     const std::string input = trace.input().has_messages()
                                   ? trace.input().messages().ShortDebugString()
                                   : trace.input().prompt();
-    std::printf("--- input\n%s\n--- output\n%s\n--- signals\n%s\n", input.c_str(),
-                trace.output().c_str(), trace.signals().ShortDebugString().c_str());
+    std::string signals;
+    for (const av1::SignalBrief& signal : trace.signals().signals()) {
+      absl::StrAppend(&signals, "  ", signal.kind(), signal.value().empty() ? "" : " ",
+                      signal.value(), signal.comment().empty() ? "" : " \"", signal.comment(),
+                      signal.comment().empty() ? "" : "\"", "\n");
+    }
+    std::printf(
+        "--- input\n%s\n--- output\n%s\n--- signals (%d explicit, %d implicit, %d outcome)\n%s",
+        input.c_str(), trace.output().c_str(), trace.signals().explicit_count(),
+        trace.signals().implicit_count(), trace.signals().outcome_count(), signals.c_str());
     av1::SubmitAnnotationRequest submit;
     submit.set_queue_id(queue_id);
     submit.set_lease_id(claimed.lease().lease_id());

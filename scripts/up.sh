@@ -12,15 +12,15 @@ mkdir -p "$state/logs" "$state/run"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "1/6 packages"
+step "1/7 packages"
 bash "$root/scripts/install-deps.sh"
 echo "all present"
 
-step "2/6 build"
+step "2/7 build"
 bash "$root/scripts/build.sh" flywheel flywheel-capture flywheel-clustering flywheel-annotation \
   flywheel-evalset
 
-step "3/6 postgres"
+step "3/7 postgres"
 pg_dir="$state/pg"
 if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$state" 2>/dev/null; then
   # initdb refuses root and the postgres user cannot reach this checkout (a private parent
@@ -46,7 +46,7 @@ if [ "$(psql -tAq "$db_admin" -c "SELECT 1 FROM pg_database WHERE datname = 'fly
 fi
 echo "postgres on 127.0.0.1:$pg_port, data in $pg_dir"
 
-step "4/6 migrations"
+step "4/7 migrations"
 "$bin/flywheel" migrate --database_url "$database_url"
 
 # A pid file is trusted only if it still names one of our binaries (pids are reused).
@@ -71,7 +71,7 @@ if [ ! -s "$state/service.key" ]; then
   mv "$state/service.key.tmp" "$state/service.key"
 fi
 
-step "5/6 services"
+step "5/7 services"
 services=(capture:50051:9461 clustering:50052:9462 annotation:50053:9463 evalset:50054:9464)
 for entry in "${services[@]}"; do
   IFS=: read -r name port metrics_port <<<"$entry"
@@ -105,7 +105,7 @@ for entry in "${services[@]}"; do
   fi
 done
 
-step "6/6 demo project"
+step "6/7 demo project"
 projects=$("$bin/flywheel" admin list-projects --database_url "$database_url")
 if ! awk -F'\t' '$1 == "demo" { found = 1 } END { exit !found }' <<<"$projects"; then
   "$bin/flywheel" admin create-project --database_url "$database_url" --id demo \
@@ -121,6 +121,14 @@ if [ ! -s "$state/demo-secret.key" ] || [ ! -s "$state/demo-public.key" ]; then
 fi
 echo "project demo; keys in .flywheel/demo-secret.key and .flywheel/demo-public.key"
 
+if [ "${FLYWHEEL_NO_DEMO:-0}" != 1 ]; then
+  step "7/7 demo: a simulated product through the whole loop"
+  if ! "$bin/flywheel" demo --key_file "$state/demo-secret.key"; then
+    echo "the demo failed; service logs are in .flywheel/logs/" >&2
+    exit 1
+  fi
+fi
+
 printf '\n%-12s %-18s %-9s %-32s %s\n' SERVICE GRPC HEALTH METRICS LOG
 for entry in "${services[@]}"; do
   IFS=: read -r name port metrics_port <<<"$entry"
@@ -131,11 +139,10 @@ done
 cat <<TXT
 
 Flywheel is up. Database: $database_url
-Try:  build/bin/flywheel health --address 127.0.0.1:50051
-      psql "$database_url" -c '\dn'
-Stop: bash scripts/down.sh
-Capture (docs/capture.md) and eval-set (docs/evalset.md) answer their APIs with the key in
-.flywheel/demo-secret.key; clustering and annotation-queue serve health and metrics only so far.
-(The demo scenario that feeds traffic through the whole loop joins this command with the
- end-to-end loop work.)
+Keys of project demo: .flywheel/demo-secret.key (all scopes), .flywheel/demo-public.key (browser)
+Try:  build/bin/flywheel themes --key_file .flywheel/demo-secret.key
+      build/bin/flywheel evals list --key_file .flywheel/demo-secret.key
+      build/bin/flywheel review --key_file .flywheel/demo-secret.key --queue <queue id above> --reviewer me
+      build/bin/flywheel demo --key_file .flywheel/demo-secret.key      (again: new traffic)
+Stop: bash scripts/down.sh        (FLYWHEEL_NO_DEMO=1 bash scripts/up.sh skips the demo)
 TXT
