@@ -237,7 +237,7 @@ for c in $levels; do
   [ "$(field empty)" = 0 ] || echo "  WARNING: the service emptied its queue: raise ITEMS" >&2
   if [ "${STATEMENTS:-}" = 1 ]; then
     echo "           statements by total time (calls per pair, mean ms, share of time):"
-    psql -X -qtA -F ' | ' "$url" -c "SELECT round(calls::numeric / $((after - before > 0 ? after - before : 1)), 2), round(mean_exec_time::numeric, 3), round(100 * total_exec_time / sum(total_exec_time) OVER ()) || '%', left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'flywheel') ORDER BY total_exec_time DESC LIMIT 15" | sed 's/^/             /'
+    psql -X -qtA -F ' | ' "$url" -c "SELECT round(calls::numeric / $((after - before > 0 ? after - before : 1)), 2), round(mean_exec_time::numeric, 3), round(100 * total_exec_time / sum(total_exec_time) OVER ()) || '%', left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'flywheel') AND query NOT LIKE 'SELECT count(*) FROM review.items WHERE queue_id%' ORDER BY total_exec_time DESC LIMIT 15" | sed 's/^/             /'
   fi
   ratio=$(calc "$svc_rate / $raw_rate")
   summary+=("$(printf '| %s | %.0f | %.0f | %.2fx | %s / %s | %s / %s | %s / %s | %.2f + %.2f / %.2f |' \
