@@ -179,6 +179,67 @@ TEST_F(AnnotationDbTest, AddItemsDeduplicatesAndRejectsUnknownTraces) {
   EXPECT_EQ(capture_.Calls("GetTraces"), 2);
 }
 
+TEST_F(AnnotationDbTest, UpdateQueueBumpsRubricLowersNAndArchivingEndsLeases) {
+  PutTraces(2);
+  const v1::Queue created = CreateQueue("q1", 2);
+  EXPECT_EQ(created.rubric().revision(), 1);
+  Add("q1", {"t0000", "t0001"});
+  ASSERT_OK_AND_ASSIGN(v1::ClaimItemResponse a, Claim("q1", "ann"));
+  ASSERT_OK(Submit(a.lease(), Values("good")));
+  ASSERT_OK_AND_ASSIGN(v1::ClaimItemResponse b, Claim("q1", "bob"));
+  ASSERT_EQ(b.item().trace_id(), a.item().trace_id());  // the partially annotated item first
+
+  // A rubric key cannot change type once annotated; adding a key bumps the revision.
+  v1::UpdateQueueRequest update;
+  update.mutable_queue()->set_queue_id("q1");
+  *update.mutable_queue()->mutable_rubric() = TestRubric();
+  update.mutable_queue()->mutable_rubric()->mutable_fields(1)->mutable_boolean();
+  update.mutable_update_mask()->add_paths("rubric");
+  EXPECT_THAT(logic_->UpdateQueue(caller_, update),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  *update.mutable_queue()->mutable_rubric() = TestRubric();
+  v1::RubricField* extra = update.mutable_queue()->mutable_rubric()->add_fields();
+  extra->set_key("note");
+  extra->set_label("Note");
+  extra->mutable_free_text();
+  update.set_etag("stale");
+  EXPECT_THAT(logic_->UpdateQueue(caller_, update), StatusIs(absl::StatusCode::kAborted));
+  update.set_etag(created.etag());
+  ASSERT_OK_AND_ASSIGN(v1::UpdateQueueResponse updated, logic_->UpdateQueue(caller_, update));
+  EXPECT_EQ(updated.queue().rubric().revision(), 2);
+  EXPECT_NE(updated.queue().etag(), created.etag());
+
+  // N = 1: the annotated item is complete; DONE items never reopen.
+  v1::UpdateQueueRequest lower;
+  lower.mutable_queue()->set_queue_id("q1");
+  lower.mutable_queue()->set_reviewers_per_item(1);
+  lower.mutable_update_mask()->add_paths("reviewers_per_item");
+  ASSERT_OK(logic_->UpdateQueue(caller_, lower));
+  v1::GetItemRequest get;
+  get.set_queue_id("q1");
+  get.set_trace_id(a.item().trace_id());
+  ASSERT_OK_AND_ASSIGN(v1::GetItemResponse done, logic_->GetItem(caller_, get));
+  EXPECT_EQ(done.item().state(), v1::ITEM_STATE_DONE);
+
+  // Archiving ends active leases and refuses claims and submissions.
+  ASSERT_OK_AND_ASSIGN(v1::ClaimItemResponse c, Claim("q1", "carol"));
+  ASSERT_EQ(c.item().trace_id(), "t0001");
+  v1::DeleteQueueRequest archive;
+  archive.set_queue_id("q1");
+  ASSERT_OK_AND_ASSIGN(v1::DeleteQueueResponse archived, logic_->DeleteQueue(caller_, archive));
+  EXPECT_EQ(archived.queue().state(), v1::QUEUE_STATE_ARCHIVED);
+  ASSERT_OK(logic_->DeleteQueue(caller_, archive));  // idempotent
+  EXPECT_EQ(Count("SELECT count(*) FROM review.leases WHERE state = 1"), 0);
+  EXPECT_THAT(Submit(c.lease(), Values("good")), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Claim("q1", "dan"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  v1::ListQueuesRequest list;
+  ASSERT_OK_AND_ASSIGN(v1::ListQueuesResponse live, logic_->ListQueues(caller_, list));
+  EXPECT_EQ(live.queues_size(), 0);
+  list.add_states(v1::QUEUE_STATE_ARCHIVED);
+  ASSERT_OK_AND_ASSIGN(v1::ListQueuesResponse all, logic_->ListQueues(caller_, list));
+  EXPECT_EQ(all.queues_size(), 1);
+}
+
 TEST_F(AnnotationDbTest, ClaimFollowsPriorityThenPartiallyAnnotatedThenEnqueueOrder) {
   PutTraces(4);
   CreateQueue("q1", 2);
