@@ -275,6 +275,8 @@ TEST(ClusterVectorsTest, RecoversWellSeparatedClustersAtGivenK) {
   ASSERT_OK_AND_ASSIGN(ClusterResult result, ClusterVectors(points, options));
   EXPECT_EQ(result.centroids.size(), 6u);
   EXPECT_DOUBLE_EQ(Purity(truth, result.labels), 1.0);
+  EXPECT_GT(result.silhouette, 0.3);
+  EXPECT_NEAR(result.silhouette, Silhouette(points, result.labels), 1e-3);  // sample = all here
   for (size_t i = 0; i < points.size(); ++i) {
     EXPECT_NEAR(result.similarity[i], Dot(points[i], result.centroids[result.labels[i]]), 1e-4);
   }

@@ -334,6 +334,16 @@ absl::StatusOr<ClusterResult> ClusterVectors(const std::vector<Vector>& points,
         absl::StrCat("k = ", k, " exceeds the number of non-empty points (", n, ")"));
   }
   Run run = KMeans(matrix, k, options, rng);
+  if (options.k > 0) {
+    // Fixed k: the silhouette of the final labels on a seeded sample.
+    std::vector<int> rows = SampleRows(n, options.selection_sample, rng);
+    RowMatrix sample = Rows(matrix, rows);
+    RowMatrix gram = sample * sample.transpose();
+    std::vector<int> sample_labels;
+    sample_labels.reserve(rows.size());
+    for (int row : rows) sample_labels.push_back(run.labels[row]);
+    silhouette = SilhouetteFromGram(gram, sample_labels, k);
+  }
   ClusterResult result;
   result.silhouette = silhouette;
   result.centroids.resize(k);

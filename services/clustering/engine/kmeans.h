@@ -40,7 +40,9 @@ struct ClusterResult {
   std::vector<Vector> centroids;  // unit vectors, one per theme
   std::vector<int> labels;        // per point: theme index in [0, k); -1 for zero vectors
   std::vector<float> similarity;  // per point: cosine to its own centroid
-  double silhouette = 0;          // mean silhouette of the chosen k on the sample (0 if k given)
+  // Mean silhouette on a sample of selection_sample points: of the chosen k's clustering of that
+  // sample (automatic k) or of the final labels (fixed k).
+  double silhouette = 0;
 };
 
 // INVALID_ARGUMENT when there are fewer points than k (or than min_k for automatic k), points of
