@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <future>
+#include <pqxx/pqxx>
 
 #include "absl/strings/str_cat.h"
 #include "common/auth/pg_tenancy_store.h"
@@ -105,6 +106,13 @@ class AnnotationGrpcTest : public ::testing::Test {
     grpc::Status status = stub_->AddItems(Context(alpha_admin_).get(), request, &response);
     EXPECT_EQ(response.results(0).outcome(), ::flywheel::common::v1::ITEM_OUTCOME_ACCEPTED);
     return status;
+  }
+
+  // Active leases in the database.
+  int64_t Count() {
+    pqxx::connection c(db_->conninfo());
+    pqxx::nontransaction w(c);
+    return w.exec1("SELECT count(*) FROM review.leases WHERE state = 1")[0].as<int64_t>();
   }
 
   Logger logger_{"annotation-test", Logger::Level::kWarning};
@@ -219,6 +227,33 @@ TEST_F(AnnotationGrpcTest, WaitingClaimIsWokenByARelease) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.lease().reviewer_id(), "bob");
   EXPECT_EQ(response.item().trace_id(), "t1");
+}
+
+TEST_F(AnnotationGrpcTest, CancellingAWaitingClaimEndsItAtOnce) {
+  ASSERT_TRUE(CreateQueue(alpha_admin_, "q1").ok());
+  v1::ClaimItemRequest claim;
+  claim.set_queue_id("q1");
+  claim.set_reviewer_id("ann");
+  claim.mutable_wait_timeout()->set_seconds(60);
+  std::unique_ptr<grpc::ClientContext> context = Context(alpha_review_, absl::Seconds(90));
+  auto claimed = std::async(std::launch::async, [&] {
+    v1::ClaimItemResponse response;
+    return stub_->ClaimItem(context.get(), claim, &response);
+  });
+  for (int i = 0; i < 500 && notifier_.waiting() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(notifier_.waiting(), 1u);
+  context->TryCancel();
+  ASSERT_EQ(claimed.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(claimed.get().error_code(), grpc::StatusCode::CANCELLED);
+  // The server side ended too: it no longer waits for a notification.
+  for (int i = 0; i < 500 && notifier_.waiting() != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(notifier_.waiting(), 0u);
+  ASSERT_TRUE(AddItem("t1").ok());
+  EXPECT_EQ(Count(), 0);  // nothing was claimed for the cancelled call
 }
 
 TEST_F(AnnotationGrpcTest, WaitEndsEmptyAtItsTimeout) {

@@ -109,6 +109,24 @@ struct AnnotationServiceHandler::ClaimCall {
   uint64_t token = 0;
 };
 
+namespace {
+
+// A unary reactor that reports cancellation (client gone, deadline, server shutdown), so a
+// waiting claim ends at once instead of at its wait deadline.
+class CancellableReactor final : public grpc::ServerUnaryReactor {
+ public:
+  void set_on_cancel(std::function<void()> on_cancel) { on_cancel_ = std::move(on_cancel); }
+  void OnCancel() override {
+    if (on_cancel_) on_cancel_();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  std::function<void()> on_cancel_;
+};
+
+}  // namespace
+
 grpc::ServerUnaryReactor* AnnotationServiceHandler::ClaimItem(grpc::CallbackServerContext* context,
                                                               const v1::ClaimItemRequest* request,
                                                               v1::ClaimItemResponse* response) {
@@ -116,9 +134,16 @@ grpc::ServerUnaryReactor* AnnotationServiceHandler::ClaimItem(grpc::CallbackServ
   call->context = context;
   call->request = request;
   call->response = response;
-  call->reactor = context->DefaultReactor();
-  grpc::ServerUnaryReactor* reactor = call->reactor;
+  auto* reactor = new CancellableReactor();
+  call->reactor = reactor;
+  reactor->set_on_cancel([this, weak = std::weak_ptr<ClaimCall>(call)] {
+    if (std::shared_ptr<ClaimCall> c = weak.lock()) ScheduleClaimAttempt(std::move(c));
+  });
   if (!executor_->TrySubmit([this, call] { ClaimAttempt(call); })) {
+    {
+      std::lock_guard<std::mutex> lock(call->mu);
+      call->finished = true;
+    }
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server busy; retry"));
   }
   return reactor;
@@ -168,6 +193,9 @@ void AnnotationServiceHandler::ClaimAttempt(std::shared_ptr<ClaimCall> call) {
     call->authenticated = true;
   }
   while (true) {
+    if (call->context->IsCancelled()) {
+      return finish(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
+    }
     // Subscribe before looking, so a slot freed during the attempt still wakes us.
     uint64_t token = 0;
     if (absl::Now() < call->deadline) {
