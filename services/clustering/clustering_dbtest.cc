@@ -469,6 +469,25 @@ TEST_F(ClusteringDbTest, RenamePinAndMergeAreOperatorControlled) {
   ASSERT_EQ(c.state(), v1::CLUSTERING_STATE_SUCCEEDED) << c.error_message();
   std::vector<v1::Cluster> themes = Themes();
   ASSERT_EQ(themes.size(), 4u);
+  // Order: the topic-0 theme first, the topic-1 theme second.
+  auto theme_of = [&](const std::string& trace_id) {
+    v1::GetTraceAssignmentRequest request;
+    request.set_trace_id(trace_id);
+    absl::StatusOr<v1::GetTraceAssignmentResponse> r =
+        logic_->GetTraceAssignment(kProject, request);
+    EXPECT_OK(r);
+    return r->cluster_id();
+  };
+  const std::string topic0 = theme_of("a-0-0"), topic1 = theme_of("a-1-0");
+  ASSERT_NE(topic0, topic1);
+  std::stable_sort(themes.begin(), themes.end(), [&](const v1::Cluster& x, const v1::Cluster& y) {
+    auto rank = [&](const v1::Cluster& c) {
+      return c.cluster_id() == topic0 ? 0 : c.cluster_id() == topic1 ? 1 : 2;
+    };
+    return rank(x) < rank(y);
+  });
+  ASSERT_EQ(themes[0].cluster_id(), topic0);
+  ASSERT_EQ(themes[1].cluster_id(), topic1);
 
   v1::UpdateClusterRequest rename;
   rename.mutable_cluster()->set_cluster_id(themes[0].cluster_id());
@@ -521,15 +540,29 @@ TEST_F(ClusteringDbTest, RenamePinAndMergeAreOperatorControlled) {
                        logic_->GetTraceAssignment(kProject, where));
   EXPECT_NE(a.cluster_id(), themes[1].cluster_id());
 
-  // The pinned name survives a re-clustering when the theme keeps its id.
-  const v1::Clustering next = Recluster(3);
+  // Merges are sticky: re-clustering into 4 themes re-forms the merged topic, which is folded
+  // into the target again (its row MERGED under the source's id); the pinned name survives.
+  const v1::Clustering next = Recluster(4);
   ASSERT_EQ(next.state(), v1::CLUSTERING_STATE_SUCCEEDED) << next.error_message();
+  EXPECT_EQ(next.theme_count(), 3);
+  const std::vector<v1::Cluster> after = Themes();
+  ASSERT_EQ(after.size(), 3u);
+  std::set<std::string> ids;
+  for (const auto& t : after) ids.insert(t.cluster_id());
+  EXPECT_EQ(ids.count(themes[0].cluster_id()), 1u);
+  EXPECT_EQ(ids.count(themes[1].cluster_id()), 0u);
   v1::GetClusterRequest get;
   get.set_cluster_id(themes[0].cluster_id());
-  ASSERT_OK_AND_ASSIGN(v1::GetClusterResponse after, logic_->GetCluster(kProject, get));
-  if (after.cluster().clustering_version() == next.version()) {
-    EXPECT_EQ(after.cluster().name(), "Broken citations");
-  }
+  ASSERT_OK_AND_ASSIGN(v1::GetClusterResponse target, logic_->GetCluster(kProject, get));
+  EXPECT_EQ(target.cluster().clustering_version(), next.version());
+  EXPECT_EQ(target.cluster().name(), "Broken citations");
+  get.set_cluster_id(themes[1].cluster_id());
+  ASSERT_OK_AND_ASSIGN(v1::GetClusterResponse source, logic_->GetCluster(kProject, get));
+  EXPECT_EQ(source.cluster().state(), v1::CLUSTER_STATE_MERGED);
+  EXPECT_EQ(source.cluster().merged_into_cluster_id(), themes[0].cluster_id());
+  ASSERT_OK_AND_ASSIGN(a, logic_->GetTraceAssignment(kProject, where));
+  EXPECT_EQ(a.cluster_id(), themes[0].cluster_id());
+  EXPECT_EQ(a.clustering_version(), next.version());
 }
 
 TEST_F(ClusteringDbTest, MembersAndClusteringsPageWithoutGapsOrRepeats) {

@@ -208,6 +208,14 @@ struct PublishContext {
   std::vector<std::pair<std::string, std::string>> previous_members;
   // Previous latest's ACTIVE themes and groups.
   std::vector<ClusterRecord> previous_clusters;
+  // Members that merged sources held in the previous latest when they were merged:
+  // (trace_id, source_id, id the source now redirects to).
+  struct MergedMember {
+    std::string trace_id;
+    std::string source_id;
+    std::string target_id;
+  };
+  std::vector<MergedMember> merged_members;
 };
 
 // What a publishing job writes.
@@ -216,6 +224,8 @@ struct PublishPlan {
   std::vector<ClusterRecord> clusters;  // new rows (state ACTIVE); new ids have created_version
   std::vector<std::string> new_ids;     // ids to create in clustering.clusters
   std::vector<std::string> retired_ids;
+  // Merged sources re-formed by this clustering (sticky merges): rows written in state MERGED.
+  std::vector<std::string> refolded_ids;
   std::vector<Assignment> assignments;  // RECLUSTER assignments (assigned and unassigned)
   int64_t member_count = 0;
   int64_t unassigned_count = 0;

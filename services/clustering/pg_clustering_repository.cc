@@ -440,6 +440,15 @@ PgClusteringRepository::PgClusteringRepository(db::ConnectionPool* pool, Logger*
       "operator_name END, name_pinned = CASE WHEN $5 THEN $6 ELSE name_pinned END, "
       "operator_description = CASE WHEN $7 THEN NULLIF($8, '') ELSE operator_description END, "
       "etag_seq = etag_seq + 1, update_time = now() WHERE project_id = $1 AND cluster_id = $2");
+  reg("cl_record_merged",
+      "INSERT INTO clustering.merged_members (project_id, version, trace_id, source_id) SELECT "
+      "project_id, version, trace_id, cluster_id FROM clustering.memberships WHERE project_id = "
+      "$1 AND version = $2 AND cluster_id = ANY($3::text[]) ON CONFLICT DO NOTHING");
+  reg("cl_merged_members",
+      "SELECT mm.trace_id, mm.source_id, coalesce(c.merged_into, '') FROM "
+      "clustering.merged_members mm JOIN clustering.clusters c ON c.project_id = mm.project_id "
+      "AND c.cluster_id = mm.source_id WHERE mm.project_id = $1 AND mm.version = $2 AND "
+      "c.state = 2");
   reg("cl_move_members",
       "UPDATE clustering.memberships SET cluster_id = $3, source = 3, assign_time = now() WHERE "
       "project_id = $1 AND version = $2 AND cluster_id = ANY($4::text[])");
@@ -919,13 +928,16 @@ absl::Status PgClusteringRepository::PublishClustering(
             ClusterRecord c = ClusterFromRow(row);
             if (c.state == v1::CLUSTER_STATE_ACTIVE) context.previous_clusters.push_back(c);
           }
+          for (const auto& row :
+               tx.exec_prepared("cl_merged_members", project, context.previous_version)) {
+            context.merged_members.push_back(
+                {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
+          }
         }
         ASSIGN_OR_RETURN(PublishPlan plan, plan_fn(context));
         std::vector<std::string> new_ids;
         std::vector<int> new_levels;
-        std::vector<std::string> all_ids;
         for (const ClusterRecord& c : plan.clusters) {
-          all_ids.push_back(c.cluster_id);
           if (std::find(plan.new_ids.begin(), plan.new_ids.end(), c.cluster_id) !=
               plan.new_ids.end()) {
             new_ids.push_back(c.cluster_id);
@@ -934,7 +946,11 @@ absl::Status PgClusteringRepository::PublishClustering(
         }
         tx.exec_prepared("cl_insert_ids", project, version, db::TextArray(new_ids),
                          IntArray(new_levels));
-        tx.exec_prepared("cl_touch_ids", project, version, db::TextArray(all_ids));
+        std::vector<std::string> active_ids;
+        for (const ClusterRecord& c : plan.clusters) {
+          if (c.state == v1::CLUSTER_STATE_ACTIVE) active_ids.push_back(c.cluster_id);
+        }
+        tx.exec_prepared("cl_touch_ids", project, version, db::TextArray(active_ids));
         tx.exec_prepared("cl_retire_ids", project, db::TextArray(plan.retired_ids));
         for (const ClusterRecord& c : plan.clusters) {
           std::vector<std::string> terms, ids, snippets;
@@ -976,7 +992,7 @@ absl::Status PgClusteringRepository::PublishClustering(
         tx.exec_prepared(
             "cl_finish_publish", project, version, plan.member_count, plan.unassigned_count,
             plan.theme_count, plan.group_count, plan.matched_count,
-            static_cast<int32_t>(plan.theme_count + plan.group_count - plan.matched_count),
+            static_cast<int32_t>(plan.new_ids.size()),
             static_cast<int32_t>(plan.retired_ids.size()), context.previous_version,
             Hex(plan.params.SerializeAsString()), Hex(progress.SerializeAsString()), streaming,
             plan.hidden_theme_count);
@@ -1103,6 +1119,7 @@ absl::StatusOr<int64_t> PgClusteringRepository::MergeClusters(
         tx.exec_prepared("cl_publish_lock", project);
         RETURN_IF_ERROR(CheckLatest(tx, project, version));
         const std::string ids = db::TextArray(sources);
+        tx.exec_prepared("cl_record_merged", project, version, ids);
         moved = static_cast<int64_t>(
             tx.exec_prepared("cl_move_members", project, version, target, ids).affected_rows());
         tx.exec_prepared("cl_reparent", project, version, target, ids);

@@ -293,6 +293,20 @@ absl::Status Reclusterer::RunPhases(const ClusteringRecord& job, Beat* beat) {
     }
     std::map<std::string, std::string> prev_member(context.previous_members.begin(),
                                                    context.previous_members.end());
+    // Sticky merges: the members merged sources held when merged get labels of their own (after
+    // the active themes), so a fresh theme re-forming a source is recognized and folded.
+    const int active_count = static_cast<int>(prev_themes.size());
+    std::vector<std::string> merged_sources, merged_targets;
+    std::map<std::string, int> merged_index, merged_label_of;
+    for (const auto& m : context.merged_members) {
+      auto inserted =
+          merged_index.emplace(m.source_id, active_count + static_cast<int>(merged_sources.size()));
+      if (inserted.second) {
+        merged_sources.push_back(m.source_id);
+        merged_targets.push_back(m.target_id);
+      }
+      merged_label_of[m.trace_id] = inserted.first->second;
+    }
     std::vector<int> prev_labels(n, -1), prev_group_labels(n, -1), fresh_groups(n, -1);
     for (int i = 0; i < n; ++i) {
       auto it = prev_member.find(traces[i].trace_id);
@@ -304,10 +318,37 @@ absl::Status Reclusterer::RunPhases(const ClusteringRecord& job, Beat* beat) {
           if (g != prev_group_index.end()) prev_group_labels[i] = g->second;
         }
       }
+      auto merged = merged_label_of.find(traces[i].trace_id);
+      if (merged != merged_label_of.end()) prev_labels[i] = merged->second;
       if (fresh[i] >= 0 && group_count > 0) fresh_groups[i] = parent_of[fresh[i]];
     }
-    const std::vector<int> theme_match = engine::MatchByMembers(
-        prev_labels, fresh, static_cast<int>(prev_themes.size()), k, id_threshold);
+    std::vector<int> theme_match = engine::MatchByMembers(
+        prev_labels, fresh, active_count + static_cast<int>(merged_sources.size()), k,
+        id_threshold);
+    // A fresh theme matching a merged source: folded into the fresh theme that continues the
+    // target (fold_into), or, when none does, it continues the target itself.
+    std::vector<int> fold_into(k, -1);
+    std::vector<std::string> fold_source(k);
+    for (int t = 0; t < k; ++t) {
+      if (theme_match[t] < active_count) continue;
+      const int m = theme_match[t] - active_count;
+      theme_match[t] = -1;
+      const std::string& target = merged_targets[m];
+      int continuing = -1;
+      for (int g = 0; g < k; ++g) {
+        if (theme_match[g] >= 0 && theme_match[g] < active_count &&
+            prev_themes[theme_match[g]] == target) {
+          continuing = g;
+        }
+      }
+      auto target_index = prev_theme_index.find(target);
+      if (continuing >= 0) {
+        fold_into[t] = continuing;
+        fold_source[t] = merged_sources[m];
+      } else if (target_index != prev_theme_index.end()) {
+        theme_match[t] = target_index->second;
+      }
+    }
     std::vector<int> group_match(group_count, -1);
     if (group_count > 0) {
       group_match =
@@ -327,7 +368,10 @@ absl::Status Reclusterer::RunPhases(const ClusteringRecord& job, Beat* beat) {
       }
     }
     for (int t = 0; t < k; ++t) {
-      if (theme_match[t] >= 0) {
+      if (fold_into[t] >= 0) {
+        theme_ids[t] = fold_source[t];  // written as a MERGED row of the source's id
+        plan.refolded_ids.push_back(theme_ids[t]);
+      } else if (theme_match[t] >= 0) {
         theme_ids[t] = prev_themes[theme_match[t]];
         kept.insert(theme_ids[t]);
         ++plan.matched_count;
@@ -339,11 +383,33 @@ absl::Status Reclusterer::RunPhases(const ClusteringRecord& job, Beat* beat) {
     for (const ClusterRecord& c : context.previous_clusters) {
       if (kept.count(c.cluster_id) == 0) plan.retired_ids.push_back(c.cluster_id);
     }
+    // Where each fresh theme's members go (itself, or the theme it is folded into).
+    std::vector<int> home(k);
+    for (int t = 0; t < k; ++t) home[t] = fold_into[t] >= 0 ? fold_into[t] : t;
+    std::vector<std::set<std::string>> home_users(k);
+    for (int t = 0; t < k; ++t) home_users[home[t]].insert(users[t].begin(), users[t].end());
+    // A theme that absorbed folded ones is centred on all of its members.
+    std::vector<engine::Vector> centroids = result->centroids;
+    std::vector<bool> absorbed(k, false);
+    for (int t = 0; t < k; ++t) {
+      if (home[t] != t) absorbed[home[t]] = true;
+    }
+    for (int g = 0; g < k; ++g) {
+      if (!absorbed[g]) continue;
+      std::vector<int> members;
+      for (int i = 0; i < n; ++i) {
+        if (result->labels[i] >= 0 && home[result->labels[i]] == g) members.push_back(i);
+      }
+      engine::Vector mean = engine::MeanDirection(vectors, members);
+      if (!mean.empty()) centroids[g] = std::move(mean);
+    }
+    int folded = 0;
     for (int t = 0; t < k; ++t) {
       ClusterRecord row;
       row.cluster_id = theme_ids[t];
       row.level = v1::CLUSTER_LEVEL_THEME;
-      row.state = v1::CLUSTER_STATE_ACTIVE;
+      row.state = fold_into[t] >= 0 ? v1::CLUSTER_STATE_MERGED : v1::CLUSTER_STATE_ACTIVE;
+      if (fold_into[t] >= 0) ++folded;
       row.parent_id = group_count > 0 ? group_ids[parent_of[t]] : "";
       row.name = themes[t].name;
       row.keywords = themes[t].keywords;
@@ -353,11 +419,13 @@ absl::Status Reclusterer::RunPhases(const ClusteringRecord& job, Beat* beat) {
       for (int idx : themes[t].representatives) {
         if (row.examples.size() >= 5) break;
         if (!example_users.insert(traces[idx].user_key).second) continue;
-        row.examples.push_back({traces[idx].trace_id, Snippet(inputs[idx]),
-                                engine::Dot(vectors[idx], result->centroids[t])});
+        row.examples.push_back(
+            {traces[idx].trace_id, Snippet(inputs[idx]), engine::Dot(vectors[idx], centroids[t])});
       }
-      row.centroid = PackVector(result->centroids[t]);
-      if (static_cast<int>(users[t].size()) < min_users) ++plan.hidden_theme_count;
+      row.centroid = PackVector(centroids[t]);
+      if (fold_into[t] < 0 && static_cast<int>(home_users[t].size()) < min_users) {
+        ++plan.hidden_theme_count;
+      }
       plan.clusters.push_back(std::move(row));
     }
     for (int g = 0; g < group_count; ++g) {
@@ -377,18 +445,19 @@ absl::Status Reclusterer::RunPhases(const ClusteringRecord& job, Beat* beat) {
       a.source = v1::ASSIGNMENT_SOURCE_RECLUSTER;
       a.embedding = PackVector(vectors[i]);
       if (result->labels[i] >= 0) {
-        a.similarity = result->similarity[i];
-        a.nearest_cluster_id = theme_ids[result->labels[i]];
+        const int h = home[result->labels[i]];
+        a.similarity = absorbed[h] ? engine::Dot(vectors[i], centroids[h]) : result->similarity[i];
+        a.nearest_cluster_id = theme_ids[h];
       }
       if (fresh[i] >= 0) {
-        a.cluster_id = theme_ids[fresh[i]];
+        a.cluster_id = theme_ids[home[fresh[i]]];
         ++plan.member_count;
       } else {
         ++plan.unassigned_count;
       }
       plan.assignments.push_back(std::move(a));
     }
-    plan.theme_count = k;
+    plan.theme_count = k - folded;
     plan.group_count = group_count;
     plan.params = params;
     return plan;
@@ -398,7 +467,7 @@ absl::Status Reclusterer::RunPhases(const ClusteringRecord& job, Beat* beat) {
     ThemeIndex index;
     index.embedder = model;
     for (const ClusterRecord& c : plan.clusters) {
-      if (c.level != v1::CLUSTER_LEVEL_THEME) continue;
+      if (c.level != v1::CLUSTER_LEVEL_THEME || c.state != v1::CLUSTER_STATE_ACTIVE) continue;
       index.theme_ids.push_back(c.cluster_id);
       index.parent_ids.push_back(c.parent_id);
       index.centroids.push_back(UnpackVector(c.centroid));
