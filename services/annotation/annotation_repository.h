@@ -144,6 +144,9 @@ struct SubmitRequest {
   // the transaction once the lease is known to be the reviewer's and active; returns the rubric
   // revision the values were validated against, or an error that aborts the submit.
   std::function<absl::StatusOr<int32_t>(const QueueRecord&)> validate;
+  // Optional: false when the queue's policy cannot promote this submission (the promotion
+  // decider is then skipped, saving its reads). Unset: always decide.
+  std::function<bool(const QueueRecord&)> may_promote;
 };
 
 struct SubmitResult {

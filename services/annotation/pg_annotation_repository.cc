@@ -1165,8 +1165,10 @@ absl::StatusOr<SubmitResult> PgAnnotationRepository::Submit(const std::string& p
         if (!queue.any_annotation) {
           tx.exec_prepared("review_queue_mark_annotated", project, request.queue_id);
         }
-        ApplyPromotionPolicy(tx, project, queue, lease.lease.trace_id(), request.annotation_id,
-                             decide);
+        if (!request.may_promote || request.may_promote(queue)) {
+          ApplyPromotionPolicy(tx, project, queue, lease.lease.trace_id(), request.annotation_id,
+                               decide);
+        }
         if (!request.request_id.empty()) {
           tx.exec_prepared("review_request_put", project, "submit", request.request_id,
                            request.request_digest, pqxx::binarystring(request.annotation_id));

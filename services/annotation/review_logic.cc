@@ -166,6 +166,10 @@ absl::StatusOr<v1::SubmitAnnotationResponse> AnnotationLogic::SubmitAnnotation(
     RETURN_IF_ERROR(ValidateValues(queue.queue.rubric(), request.values()));
     return queue.queue.rubric().revision();
   };
+  submit.may_promote = [&request](const QueueRecord& queue) {
+    return (request.has_promote() && request.promote()) ||
+           queue.queue.promotion_policy().mode() != v1::PROMOTION_MODE_MANUAL;
+  };
   ASSIGN_OR_RETURN(SubmitResult result,
                    repository_->Submit(caller.project_id, submit, AutomaticPromotion(true)));
   v1::SubmitAnnotationResponse response;
