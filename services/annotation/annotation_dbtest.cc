@@ -240,6 +240,47 @@ TEST_F(AnnotationDbTest, UpdateQueueBumpsRubricLowersNAndArchivingEndsLeases) {
   EXPECT_EQ(all.queues_size(), 1);
 }
 
+TEST_F(AnnotationDbTest, ListItemsPagesInEnqueueOrderWithFilters) {
+  PutTraces(5);
+  CreateQueue("q1");
+  Add("q1", {"t0000", "t0001", "t0002"});
+  Add("q1", {"t0003", "t0004"}, 7);
+  ASSERT_OK_AND_ASSIGN(v1::ClaimItemResponse a, Claim("q1", "ann"));
+  ASSERT_EQ(a.item().trace_id(), "t0003");
+  ASSERT_OK(Submit(a.lease(), Values("good")));
+  v1::ListItemsRequest list;
+  list.set_queue_id("q1");
+  list.set_page_size(2);
+  std::vector<std::string> seen;
+  do {
+    ASSERT_OK_AND_ASSIGN(v1::ListItemsResponse page, logic_->ListItems(caller_, list));
+    for (const v1::Item& item : page.items()) {
+      seen.push_back(item.trace_id());
+      EXPECT_FALSE(item.has_snapshot());
+    }
+    list.set_page_token(page.next_page_token());
+  } while (!list.page_token().empty());
+  EXPECT_EQ(seen, (std::vector<std::string>{"t0000", "t0001", "t0002", "t0003", "t0004"}));
+  list.clear_page_token();
+  list.add_states(v1::ITEM_STATE_DONE);
+  list.set_view(v1::ITEM_VIEW_FULL);
+  ASSERT_OK_AND_ASSIGN(v1::ListItemsResponse done, logic_->ListItems(caller_, list));
+  ASSERT_EQ(done.items_size(), 1);
+  EXPECT_EQ(done.items(0).trace_id(), "t0003");
+  EXPECT_EQ(done.items(0).snapshot().output(), "answer 3");
+  EXPECT_TRUE(done.items(0).has_complete_time());
+  // A token is bound to its filters.
+  list.clear_states();
+  list.set_page_size(1);
+  ASSERT_OK_AND_ASSIGN(v1::ListItemsResponse first, logic_->ListItems(caller_, list));
+  list.add_sources(v1::ITEM_SOURCE_SAMPLED);
+  list.set_page_token(first.next_page_token());
+  EXPECT_THAT(logic_->ListItems(caller_, list), StatusIs(absl::StatusCode::kInvalidArgument));
+  v1::ListItemsRequest unknown;
+  unknown.set_queue_id("nope");
+  EXPECT_THAT(logic_->ListItems(caller_, unknown), StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST_F(AnnotationDbTest, ClaimFollowsPriorityThenPartiallyAnnotatedThenEnqueueOrder) {
   PutTraces(4);
   CreateQueue("q1", 2);
