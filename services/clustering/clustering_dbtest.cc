@@ -462,6 +462,55 @@ TEST_F(ClusteringDbTest, ThemeBelowPrivacyThresholdIsNeverListedButAggregated) {
   EXPECT_EQ(listed.small_themes().theme_count(), 0);
 }
 
+TEST_F(ClusteringDbTest, RemoteNamerNamesOnlyVisibleThemesAndFallsBackOnError) {
+  AddTopic(0, 30, 10, "a", now_ - absl::Hours(1));
+  AddTopic(1, 30, 10, "a", now_ - absl::Hours(1));
+  AddTopic(2, 30, 10, "a", now_ - absl::Hours(1));
+  AddTopic(3, 30, 4, "a", now_ - absl::Hours(1));  // hidden: 4 distinct users
+  SyncAll();
+  std::mutex mu;
+  std::vector<engine::NamingRequest> requests;
+  ReclusterOptions options;
+  options.namer_name = "fake-namer";
+  options.namer =
+      [&](const engine::NamingRequest& request) -> absl::StatusOr<engine::NamingResult> {
+    std::lock_guard<std::mutex> lock(mu);
+    requests.push_back(request);
+    for (const auto& k : request.keywords) {
+      if (k == "language" || k == "french" || k == "translation") {
+        return absl::UnavailableError("namer down");
+      }
+    }
+    if (request.keywords.empty()) return absl::InvalidArgumentError("no keywords");
+    return engine::NamingResult{"Named " + request.keywords[0], "a description"};
+  };
+  reclusterer_ =
+      std::make_unique<Reclusterer>(repository_.get(), logic_.get(), "worker-n", &logger_, options);
+  const v1::Clustering c = Recluster(4);
+  ASSERT_EQ(c.state(), v1::CLUSTERING_STATE_SUCCEEDED) << c.error_message();
+  EXPECT_EQ(c.params().namer_name(), "fake-namer");
+  ASSERT_EQ(requests.size(), 3u) << "only the three themes above the privacy threshold are sent";
+  for (const auto& r : requests) {
+    EXPECT_FALSE(r.in_theme_examples.empty());
+    EXPECT_FALSE(r.out_of_theme_examples.empty());
+    for (const auto& k : r.keywords) {
+      EXPECT_TRUE(k != "upload" && k != "pdf" && k != "attachment") << "hidden theme sent";
+    }
+  }
+  int remote = 0, builtin = 0;
+  for (const v1::Cluster& theme : Themes()) {
+    if (theme.name().rfind("Named ", 0) == 0) {
+      ++remote;
+      EXPECT_EQ(theme.description(), "a description");
+    } else {
+      ++builtin;
+      EXPECT_NE(theme.name().find(" / "), std::string::npos) << theme.name();
+    }
+  }
+  EXPECT_EQ(remote, 2);
+  EXPECT_EQ(builtin, 1);
+}
+
 TEST_F(ClusteringDbTest, RenamePinAndMergeAreOperatorControlled) {
   for (int topic = 0; topic < 4; ++topic) AddTopic(topic, 30, 10, "a", now_ - absl::Hours(1));
   SyncAll();

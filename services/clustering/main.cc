@@ -1,4 +1,5 @@
 // flywheel-clustering: groups flagged traces into named failure themes
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -9,6 +10,7 @@
 #include "services/clustering/capture_feed_client.h"
 #include "services/clustering/clustering_logic.h"
 #include "services/clustering/clustering_service.h"
+#include "services/clustering/engine/openai.h"
 #include "services/clustering/feed_follower.h"
 #include "services/clustering/pg_clustering_repository.h"
 #include "services/clustering/recluster.h"
@@ -26,6 +28,10 @@ int executor_threads = 0;                                    // NOLINT
 int executor_queue = 1024;                                   // NOLINT
 int feed_batch_size = 500;                                   // NOLINT
 int first_clustering_traces = 50;                            // NOLINT
+std::string namer_base_url;                                  // NOLINT
+std::string namer_model;                                     // NOLINT
+std::string namer_api_key_file;                              // NOLINT
+absl::Duration namer_timeout = absl::Seconds(30);            // NOLINT
 
 }  // namespace
 
@@ -52,6 +58,13 @@ int main(int argc, char** argv) {
     flags.Int("feed_batch_size", &feed_batch_size, "flagged-feed entries per read (1..1000)");
     flags.Int("first_clustering_traces", &first_clustering_traces,
               "flagged traces that trigger a project's first clustering");
+    flags.String("namer_base_url", &namer_base_url,
+                 "OpenAI-compatible endpoint (e.g. https://api.openai.com/v1) whose "
+                 "/chat/completions names themes at re-clustering; empty: builtin names only");
+    flags.String("namer_model", &namer_model, "chat model of --namer_base_url");
+    flags.String("namer_api_key_file", &namer_api_key_file,
+                 "file holding the API key sent to --namer_base_url (optional)");
+    flags.Duration("namer_timeout", &namer_timeout, "per-request timeout of the namer");
   };
   spec.validate = []() -> absl::Status {
     if (follow_poll_interval < absl::Milliseconds(100) || follow_poll_interval > absl::Hours(1)) {
@@ -71,6 +84,17 @@ int main(int argc, char** argv) {
     if (feed_batch_size < 1 || feed_batch_size > 1000) {
       return absl::InvalidArgumentError("--feed_batch_size: must be in 1..1000");
     }
+    if (!namer_base_url.empty()) {
+      if (namer_base_url.rfind("http://", 0) != 0 && namer_base_url.rfind("https://", 0) != 0) {
+        return absl::InvalidArgumentError("--namer_base_url: must be an http(s) URL");
+      }
+      if (namer_model.empty()) {
+        return absl::InvalidArgumentError("--namer_model: required with --namer_base_url");
+      }
+      if (namer_timeout < absl::Seconds(1) || namer_timeout > absl::Seconds(120)) {
+        return absl::InvalidArgumentError("--namer_timeout: must be in 1s..120s");
+      }
+    }
     if (first_clustering_traces < 20) {
       return absl::InvalidArgumentError("--first_clustering_traces: must be >= 20");
     }
@@ -83,6 +107,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<flywheel::BoundedExecutor> executor;
   std::unique_ptr<GrpcFeedSource> feed;
   std::unique_ptr<FeedFollower> follower;
+  std::unique_ptr<engine::ChatNamer> namer;
   std::unique_ptr<Reclusterer> reclusterer;
   std::unique_ptr<BackgroundWorkers> workers;
   spec.wire = [&](flywheel::ServiceEnv& env) -> absl::StatusOr<flywheel::ServiceParts> {
@@ -107,6 +132,22 @@ int main(int argc, char** argv) {
     }
     ReclusterOptions recluster_options;
     recluster_options.first_clustering_traces = first_clustering_traces;
+    if (!namer_base_url.empty()) {
+      engine::OpenAiEndpoint endpoint;
+      endpoint.base_url = namer_base_url;
+      endpoint.model = namer_model;
+      endpoint.timeout = namer_timeout;
+      if (!namer_api_key_file.empty()) {
+        std::ifstream in(namer_api_key_file);
+        if (!in) return absl::InvalidArgumentError("--namer_api_key_file: cannot be read");
+        std::getline(in, endpoint.api_key);
+      }
+      namer = std::make_unique<engine::ChatNamer>(endpoint);
+      recluster_options.namer = [n = namer.get()](const engine::NamingRequest& request) {
+        return n->Name(request);
+      };
+      recluster_options.namer_name = namer->Id();
+    }
     reclusterer =
         std::make_unique<Reclusterer>(repository.get(), logic.get(), absl::StrCat("jobs-", replica),
                                       &env.logger, recluster_options);

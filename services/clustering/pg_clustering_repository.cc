@@ -989,13 +989,12 @@ absl::Status PgClusteringRepository::PublishClustering(
         v1::ClusteringProgress progress;
         progress.set_phase(v1::CLUSTERING_PHASE_PUBLISHING);
         progress.set_fraction_done(1.0);
-        tx.exec_prepared(
-            "cl_finish_publish", project, version, plan.member_count, plan.unassigned_count,
-            plan.theme_count, plan.group_count, plan.matched_count,
-            static_cast<int32_t>(plan.new_ids.size()),
-            static_cast<int32_t>(plan.retired_ids.size()), context.previous_version,
-            Hex(plan.params.SerializeAsString()), Hex(progress.SerializeAsString()), streaming,
-            plan.hidden_theme_count);
+        tx.exec_prepared("cl_finish_publish", project, version, plan.member_count,
+                         plan.unassigned_count, plan.theme_count, plan.group_count,
+                         plan.matched_count, static_cast<int32_t>(plan.new_ids.size()),
+                         static_cast<int32_t>(plan.retired_ids.size()), context.previous_version,
+                         Hex(plan.params.SerializeAsString()), Hex(progress.SerializeAsString()),
+                         streaming, plan.hidden_theme_count);
         return absl::OkStatus();
       },
       logger_);

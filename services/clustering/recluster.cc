@@ -263,6 +263,47 @@ absl::Status Reclusterer::RunPhases(const ClusteringRecord& job, Beat* beat) {
   }
   const int min_users =
       params.min_distinct_users() > 0 ? params.min_distinct_users() : settings.min_distinct_users();
+  // Optional remote namer (deployment flags): names and describes the themes at or above the
+  // privacy threshold (hidden ones are never sent); the builtin name stays on any error.
+  std::vector<std::string> names(k), descriptions(k);
+  for (int t = 0; t < k; ++t) names[t] = themes[t].name;
+  if (options_.namer) {
+    params.set_namer_name(options_.namer_name);
+    auto snippets = [&](int theme, size_t max) {
+      std::vector<std::string> out;
+      for (int idx : themes[theme].representatives) {
+        if (out.size() >= max) break;
+        out.push_back(Snippet(inputs[idx]));
+      }
+      return out;
+    };
+    for (int t = 0; t < k; ++t) {
+      if (static_cast<int>(users[t].size()) < min_users) continue;
+      engine::NamingRequest request;
+      for (const auto& [term, weight] : themes[t].keywords) request.keywords.push_back(term);
+      request.in_theme_examples = snippets(t, static_cast<size_t>(options_.namer_max_examples));
+      int nearest = -1;
+      float best = -2;
+      for (int o = 0; o < k; ++o) {
+        if (o == t) continue;
+        const float sim = engine::Dot(result->centroids[t], result->centroids[o]);
+        if (sim > best) {
+          best = sim;
+          nearest = o;
+        }
+      }
+      if (nearest >= 0) request.out_of_theme_examples = snippets(nearest, 3);
+      request.language = options_.namer_language;
+      absl::StatusOr<engine::NamingResult> named = options_.namer(request);
+      if (named.ok() && !named->name.empty()) {
+        names[t] = named->name.substr(0, 200);
+        descriptions[t] = named->description.substr(0, 4096);
+      } else if (!named.ok() && logger_ != nullptr) {
+        logger_->Warn("remote namer failed; builtin name kept",
+                      {{"project", project}, {"status", named.status().ToString()}});
+      }
+    }
+  }
 
   if (!Progress(job, beat, v1::CLUSTERING_PHASE_PUBLISHING, 0.9, 0, n, params)) {
     return absl::OkStatus();
@@ -411,7 +452,8 @@ absl::Status Reclusterer::RunPhases(const ClusteringRecord& job, Beat* beat) {
       row.state = fold_into[t] >= 0 ? v1::CLUSTER_STATE_MERGED : v1::CLUSTER_STATE_ACTIVE;
       if (fold_into[t] >= 0) ++folded;
       row.parent_id = group_count > 0 ? group_ids[parent_of[t]] : "";
-      row.name = themes[t].name;
+      row.name = names[t];
+      row.description = descriptions[t];
       row.keywords = themes[t].keywords;
       row.key_phrases = themes[t].phrases;
       // Most central first, one per user (the proto's "from distinct users"), at most 5.

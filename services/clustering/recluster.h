@@ -7,6 +7,7 @@
 // claiming uses FOR UPDATE SKIP LOCKED, so each job runs once.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -14,8 +15,13 @@
 #include "common/log/logger.h"
 #include "services/clustering/clustering_logic.h"
 #include "services/clustering/clustering_repository.h"
+#include "services/clustering/engine/openai.h"
 
 namespace flywheel::clustering {
+
+// A remote theme namer (e.g. engine::ChatNamer::Name over an OpenAI-compatible endpoint).
+using ThemeNamerFn =
+    std::function<absl::StatusOr<engine::NamingResult>(const engine::NamingRequest&)>;
 
 struct ReclusterOptions {
   // Traces read per window at most (the newest are dropped beyond it).
@@ -26,6 +32,11 @@ struct ReclusterOptions {
   int64_t first_clustering_traces = 50;
   // RUNNING jobs without a heartbeat for this long are marked FAILED.
   absl::Duration stale_after = absl::Minutes(10);
+  // Optional remote namer; empty: the builtin c-TF-IDF names only.
+  ThemeNamerFn namer;
+  std::string namer_name;  // recorded in ClusteringParams, e.g. "openai-compatible:gpt-4o-mini"
+  std::string namer_language = "en";
+  int namer_max_examples = 10;
 };
 
 class Reclusterer {
