@@ -724,6 +724,52 @@ TEST_F(AnnotationDbTest, FillerEnqueuesFlaggedTracesByRuleWithBaselineAndAdvance
   EXPECT_EQ(Count("SELECT count(*) FROM review.items WHERE trace_id = 't0006'"), 1);
 }
 
+TEST_F(AnnotationDbTest, ThemeQueueWaitsForClusteringInsteadOfDroppingAFreshlyFlaggedTrace) {
+  const absl::Time now = absl::FromCivil(absl::CivilHour(2026, 11, 23, 23), absl::UTCTimeZone());
+  for (const char* id : {"fresh", "stale"}) {
+    FetchedTrace trace;
+    trace.trace_id = id;
+    trace.snapshot.mutable_input()->set_prompt(absl::StrCat("question ", id));
+    SetTime(now - absl::Hours(1), trace.snapshot.mutable_trace_create_time());
+    capture_.PutTrace(kProject, trace);
+  }
+  FakeClusteringUpstream clustering;
+  v1::CreateQueueRequest request;
+  v1::Queue* q = request.mutable_queue();
+  q->set_queue_id("themed");
+  q->set_display_name("citations only");
+  *q->mutable_rubric() = TestRubric();
+  q->mutable_source_rule()->add_cluster_ids("c1");
+  ASSERT_OK(logic_->CreateQueue(caller_, request));
+  ::flywheel::capture::v1::TraceSummary summary;
+  summary.set_trace_id("fresh");
+  capture_.AppendFlagged(kProject, summary, now - absl::Seconds(1));
+
+  QueueFiller::Options options;
+  options.owner = "replica-1";
+  QueueFiller filler(repository_.get(), &capture_, &clustering, nullptr, &logger_, options);
+  // Clustering has not seen the trace yet: nothing enqueued, and the cursor stays put.
+  ASSERT_OK_AND_ASSIGN(int64_t first, filler.RunOnce(now));
+  EXPECT_EQ(first, 0);
+  EXPECT_TRUE(filler.waiting_for_clustering());
+  EXPECT_EQ(Count("SELECT fill_cursor FROM review.queues WHERE queue_id = 'themed'"), 0);
+  // Once clustering assigns it to the queue's theme, the next round enqueues it.
+  clustering.Assign(kProject, "fresh", "c1", "broken citations");
+  ASSERT_OK_AND_ASSIGN(int64_t second, filler.RunOnce(now));
+  EXPECT_EQ(second, 1);
+  EXPECT_FALSE(filler.waiting_for_clustering());
+  EXPECT_EQ(Count("SELECT count(*) FROM review.items WHERE trace_id = 'fresh'"), 1);
+  // A trace clustering never sees is taken as unassigned after the grace period, so a
+  // clustering outage cannot stall the queue forever.
+  summary.set_trace_id("stale");
+  capture_.AppendFlagged(kProject, summary, now - options.clustering_grace - absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(int64_t third, filler.RunOnce(now));
+  EXPECT_EQ(third, 0);
+  EXPECT_FALSE(filler.waiting_for_clustering());
+  EXPECT_EQ(Count("SELECT fill_cursor FROM review.queues WHERE queue_id = 'themed'"), 2);
+  EXPECT_EQ(Count("SELECT count(*) FROM review.items WHERE trace_id = 'stale'"), 0);
+}
+
 TEST_F(AnnotationDbTest, ConcurrentReviewersDrainTheQueueWithoutDoubleClaims) {
   constexpr int kItems = 300;
   constexpr int kReviewers = 64;

@@ -22,7 +22,7 @@ namespace {
 std::string capture_address;                           // NOLINT
 std::string clustering_address;                        // NOLINT
 std::string evalset_address;                           // NOLINT
-absl::Duration fill_interval = absl::Seconds(30);      // NOLINT
+absl::Duration fill_interval = absl::Seconds(1);       // NOLINT
 absl::Duration reaper_interval = absl::Seconds(5);     // NOLINT
 absl::Duration promotion_interval = absl::Seconds(2);  // NOLINT
 int worker_threads = 0;                                // NOLINT
@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
     flags.String("evalset_address", &evalset_address,
                  "eval-set service host:port (promotions, novelty); empty: the promotion "
                  "outbox waits");
-    flags.Duration("fill_interval", &fill_interval, "how often queues are auto-filled");
+    flags.Duration("fill_interval", &fill_interval,
+                   "how often queues are auto-filled when idle (every 250 ms while items flow)");
     flags.Duration("reaper_interval", &reaper_interval,
                    "how often expired leases are returned (claims also return them)");
     flags.Duration("promotion_interval", &promotion_interval,
@@ -114,10 +115,12 @@ int main(int argc, char** argv) {
     // Background work. The reaper needs only the database; the others act for projects through
     // the upstream services with the service key.
     reaper = std::make_unique<LeaseReaper>(repository.get(), &env.logger);
-    workers.push_back(std::make_unique<PeriodicWorker>("reaper", reaper_interval, [&] {
-      absl::StatusOr<int64_t> n = reaper->RunOnce();
-      if (!n.ok()) env.logger.Warn("lease reaper failed", {{"status", n.status().ToString()}});
-    }));
+    workers.push_back(
+        std::make_unique<PeriodicWorker>("reaper", reaper_interval, reaper_interval, [&] {
+          absl::StatusOr<int64_t> n = reaper->RunOnce();
+          if (!n.ok()) env.logger.Warn("lease reaper failed", {{"status", n.status().ToString()}});
+          return false;
+        }));
     if (env.service_key.empty()) {
       env.logger.Warn(
           "no service key configured (--service_key_file): auto-fill and promotion delivery "
@@ -126,12 +129,14 @@ int main(int argc, char** argv) {
       if (evalset) {
         delivery =
             std::make_unique<PromotionDelivery>(repository.get(), evalset.get(), &env.logger);
-        workers.push_back(std::make_unique<PeriodicWorker>("promotion", promotion_interval, [&] {
-          absl::StatusOr<int> n = delivery->RunOnce();
-          if (!n.ok()) {
-            env.logger.Warn("promotion delivery failed", {{"status", n.status().ToString()}});
-          }
-        }));
+        workers.push_back(std::make_unique<PeriodicWorker>(
+            "promotion", promotion_interval, promotion_interval, [&] {
+              absl::StatusOr<int> n = delivery->RunOnce();
+              if (!n.ok()) {
+                env.logger.Warn("promotion delivery failed", {{"status", n.status().ToString()}});
+              }
+              return false;
+            }));
       } else {
         env.logger.Warn("no --evalset_address: promotions stay in the outbox");
       }
@@ -141,10 +146,17 @@ int main(int argc, char** argv) {
         fill_options.lease_ttl = fill_interval * 2 + absl::Seconds(30);
         filler = std::make_unique<QueueFiller>(repository.get(), capture.get(), clustering.get(),
                                                evalset.get(), &env.logger, fill_options);
-        workers.push_back(std::make_unique<PeriodicWorker>("filler", fill_interval, [&] {
-          absl::StatusOr<int64_t> n = filler->RunOnce(absl::Now());
-          if (!n.ok()) env.logger.Warn("queue fill failed", {{"status", n.status().ToString()}});
-        }));
+        // While traces flow (or a page waits for clustering), fill again soon: the loop's
+        // freshness (thumbs-down to claimable) depends on it.
+        workers.push_back(
+            std::make_unique<PeriodicWorker>("filler", fill_interval, absl::Milliseconds(250), [&] {
+              absl::StatusOr<int64_t> n = filler->RunOnce(absl::Now());
+              if (!n.ok()) {
+                env.logger.Warn("queue fill failed", {{"status", n.status().ToString()}});
+                return false;
+              }
+              return *n > 0 || filler->waiting_for_clustering();
+            }));
       } else {
         env.logger.Warn("no --capture_address: auto-fill is idle");
       }

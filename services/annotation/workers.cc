@@ -16,16 +16,19 @@ namespace flywheel::annotation {
 // PeriodicWorker
 
 PeriodicWorker::PeriodicWorker(std::string name, absl::Duration interval,
-                               std::function<void()> tick)
-    : interval_(interval), tick_(std::move(tick)) {
+                               absl::Duration busy_interval, std::function<bool()> tick)
+    : interval_(interval),
+      busy_interval_(std::min(interval, busy_interval)),
+      tick_(std::move(tick)) {
   (void)name;
   thread_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopping_) {
       lock.unlock();
-      tick_();
+      const bool busy = tick_();
       lock.lock();
-      wake_.wait_for(lock, absl::ToChronoMilliseconds(interval_), [this] { return stopping_; });
+      wake_.wait_for(lock, absl::ToChronoMilliseconds(busy ? busy_interval_ : interval_),
+                     [this] { return stopping_; });
     }
   });
 }
@@ -124,6 +127,7 @@ QueueFiller::QueueFiller(AnnotationRepository* repository, CaptureUpstream* capt
 absl::StatusOr<int64_t> QueueFiller::RunOnce(absl::Time now) {
   ASSIGN_OR_RETURN(std::vector<FillableQueue> queues, repository_->ListFillableQueues());
   int64_t total = 0;
+  waiting_for_clustering_ = false;
   for (const FillableQueue& f : queues) {
     absl::StatusOr<bool> mine = repository_->AcquireFillLease(
         f.project_id, f.queue.queue.queue_id(), options_.owner, options_.lease_ttl);
@@ -182,10 +186,16 @@ absl::StatusOr<int64_t> QueueFiller::FillQueue(const std::string& project_id,
   // Flagged traces of the page, first occurrence each, not yet in the queue.
   std::vector<std::string> ids;
   std::set<std::string> seen;
+  std::map<std::string, absl::Time> flag_time;
   for (const auto& entry : page.entries) {
     if (entry.entry_type() != ::flywheel::capture::v1::FLAGGED_FEED_ENTRY_TYPE_FLAGGED) continue;
-    if (seen.insert(entry.trace_id()).second) ids.push_back(entry.trace_id());
+    if (seen.insert(entry.trace_id()).second) {
+      ids.push_back(entry.trace_id());
+      flag_time[entry.trace_id()] = ToTime(entry.flag_time());
+    }
   }
+  const bool needs_theme = !queue.source_rule().cluster_ids().empty() ||
+                           queue.sampling().strategy() == v1::SAMPLING_STRATEGY_CLUSTER_BALANCED;
   std::vector<NewItem> items;
   if (!ids.empty()) {
     ASSIGN_OR_RETURN(std::vector<v1::Item> present,
@@ -226,6 +236,13 @@ absl::StatusOr<int64_t> QueueFiller::FillQueue(const std::string& project_id,
           }
         } else if (!assignment.ok() && !queue.source_rule().cluster_ids().empty()) {
           return assignment.status();  // cannot evaluate the rule now: retry later
+        } else if (assignment.ok() && needs_theme &&
+                   assignment->state() == ::flywheel::clustering::v1::ASSIGNMENT_STATE_NOT_SEEN &&
+                   now - flag_time[trace.trace_id] < options_.clustering_grace) {
+          // Clustering has not consumed this trace yet: keep the cursor and retry the page
+          // shortly rather than filter the trace out for good.
+          waiting_for_clustering_ = true;
+          return 0;
         }
       }
       if (!MatchesSourceRule(queue.source_rule(), facts, now)) continue;

@@ -24,13 +24,17 @@ namespace flywheel::annotation {
 // Runs `tick` every `interval` on its own thread until destroyed (or Stop()).
 class PeriodicWorker {
  public:
-  PeriodicWorker(std::string name, absl::Duration interval, std::function<void()> tick);
+  // `tick` returns true when it found work: the next tick then comes after `busy_interval`
+  // (work keeps coming under load), else after `interval`.
+  PeriodicWorker(std::string name, absl::Duration interval, absl::Duration busy_interval,
+                 std::function<bool()> tick);
   ~PeriodicWorker();
   void Stop();
 
  private:
   const absl::Duration interval_;
-  std::function<void()> tick_;
+  const absl::Duration busy_interval_;
+  std::function<bool()> tick_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
@@ -76,6 +80,11 @@ class QueueFiller {
     std::string owner;  // this replica's name (fill lease owner)
     absl::Duration lease_ttl = absl::Minutes(2);
     int feed_batch = 500;
+    // A queue that needs themes (cluster_ids in its source rule, or cluster-balanced sampling)
+    // waits this long for clustering to see a flagged trace before taking it as unassigned, so a
+    // trace flagged a moment ago is not filtered out (and skipped for good) before clustering
+    // has assigned it.
+    absl::Duration clustering_grace = absl::Seconds(60);
   };
   QueueFiller(AnnotationRepository* repository, CaptureUpstream* capture,
               ClusteringUpstream* clustering, EvalSetUpstream* evalset, Logger* logger,
@@ -86,7 +95,12 @@ class QueueFiller {
   absl::StatusOr<int64_t> FillQueue(const std::string& project_id, const QueueRecord& queue,
                                     absl::Time now);
 
+  // The last RunOnce left a page waiting for clustering.
+  bool waiting_for_clustering() const { return waiting_for_clustering_; }
+
  private:
+  // Set by FillQueue when a page waits for clustering (the next round should come soon).
+  bool waiting_for_clustering_ = false;
   AnnotationRepository* const repository_;
   CaptureUpstream* const capture_;
   ClusteringUpstream* const clustering_;

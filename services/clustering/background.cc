@@ -1,5 +1,7 @@
 #include "services/clustering/background.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace flywheel::clustering {
@@ -43,7 +45,9 @@ bool BackgroundWorkers::Sleep(absl::Duration d) {
 
 void BackgroundWorkers::FollowLoop() {
   std::vector<std::string> followed;
+  bool busy = false;  // entries were consumed last round: more are likely, poll again soon
   do {
+    busy = false;
     absl::StatusOr<std::vector<std::string>> projects = projects_();
     if (!projects.ok()) {
       logger_->Warn("feed follower: cannot list projects",
@@ -57,12 +61,14 @@ void BackgroundWorkers::FollowLoop() {
         logger_->Warn("feed follower: sync failed",
                       {{"project", project}, {"status", result.status().ToString()}});
       } else if (result->entries > 0) {
+        busy = true;
         logger_->Debug("feed follower: consumed", {{"project", project},
                                                    {"entries", absl::StrCat(result->entries)},
                                                    {"cursor", absl::StrCat(result->cursor)}});
       }
     }
-  } while (Sleep(options_.follow_poll_interval));
+  } while (Sleep(busy ? std::min(options_.follow_poll_interval, options_.busy_poll_interval)
+                      : options_.follow_poll_interval));
   for (const std::string& project : followed) (void)follower_->Release(project);
 }
 

@@ -20,7 +20,10 @@
 namespace flywheel::clustering {
 
 struct BackgroundOptions {
-  absl::Duration follow_poll_interval = absl::Seconds(2);
+  absl::Duration follow_poll_interval = absl::Seconds(1);
+  // After a round that consumed entries: traffic is flowing, so the next poll comes sooner
+  // (freshness of the loop under load) while idle projects cost one read per interval.
+  absl::Duration busy_poll_interval = absl::Milliseconds(200);
   absl::Duration job_poll_interval = absl::Seconds(2);
   absl::Duration schedule_check_interval = absl::Seconds(30);
   int worker_threads = 1;

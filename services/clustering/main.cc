@@ -21,7 +21,7 @@ namespace {
 
 // Flag storage for the life of the process.
 std::string capture_address;                                 // NOLINT
-absl::Duration follow_poll_interval = absl::Seconds(2);      // NOLINT
+absl::Duration follow_poll_interval = absl::Seconds(1);      // NOLINT
 absl::Duration recluster_check_interval = absl::Seconds(2);  // NOLINT
 int worker_threads = 1;                                      // NOLINT
 int executor_threads = 0;                                    // NOLINT
@@ -45,8 +45,9 @@ int main(int argc, char** argv) {
     flags.String("capture_address", &capture_address,
                  "capture service host:port whose flagged feed is followed (needs "
                  "--service_key_file); empty: no feed is followed");
-    flags.Duration("follow_poll_interval", &follow_poll_interval,
-                   "pause between flagged-feed polls of all projects");
+    flags.Duration(
+        "follow_poll_interval", &follow_poll_interval,
+        "pause between flagged-feed polls of all projects when idle (200 ms while entries flow)");
     flags.Duration("recluster_check_interval", &recluster_check_interval,
                    "how often workers look for pending re-clustering jobs (the schedule itself "
                    "is the per-project setting recluster_interval)");
