@@ -9,7 +9,7 @@ packages=(
   libabsl-dev libpqxx-dev libpq-dev libssl-dev libre2-dev
   libgtest-dev libgmock-dev
   postgresql postgresql-contrib postgresql-client
-  python3-grpcio python3-protobuf
+  python3-grpcio python3-protobuf python3-yaml
   libeigen3-dev libcurl4-openssl-dev
 )
 

@@ -13,13 +13,13 @@
 # acknowledged -> item enqueued) and the raw INSERT+NOTIFY->LISTEN floor measured in the same run.
 # Everything is stopped and deleted on exit (KEEP=1 keeps logs). Not a test: nothing is asserted.
 #
-# Knobs: BUILD_DIR, BENCH_PG_PORT (54398), SECONDS_ (60s), PROBE_INTERVAL (500ms),
+# Knobs: BUILD_DIR, BENCH_PG_PORT (54396), SECONDS_ (60s), PROBE_INTERVAL (500ms),
 # BACKGROUND_RATE (100), FOLLOW_POLL (clustering --follow_poll_interval, default of the binary),
 # FILL_INTERVAL (annotation --fill_interval, default of the binary), KEEP.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD_DIR:-$root/build}
-pg_port=${BENCH_PG_PORT:-54398}
+pg_port=${BENCH_PG_PORT:-54396}
 
 step() { printf '\n== %s   [load average %s]\n' "$*" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
 
