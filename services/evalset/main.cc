@@ -12,33 +12,38 @@
 
 namespace {
 
-std::string capture_address;  // NOLINT: flag storage for the life of the process
-int executor_threads = 0;     // NOLINT
-int executor_queue = 1024;    // NOLINT
+// Service flags, parsed by RunServiceMain into the instance main owns.
+struct EvalSetFlags {
+  std::string capture_address;
+  int executor_threads = 0;
+  int executor_queue = 1024;
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  EvalSetFlags service_flags;
   using namespace ::flywheel::evalset;  // NOLINT(build/namespaces): main only
   flywheel::ServiceSpec spec;
   spec.name = "evalset";
   spec.schema = "evals";
   spec.max_message_bytes = 8 << 20;  // documented in evalset.proto
   spec.description = "versioned regression eval sets, runs and comparisons";
-  spec.define_flags = [](flywheel::FlagSet& flags) {
-    flags.String("capture_address", &capture_address,
+  spec.define_flags = [&](flywheel::FlagSet& flags) {
+    flags.String("capture_address", &service_flags.capture_address,
                  "capture service host:port, for DPO_PAIRS exports; empty: those exports answer "
                  "FAILED_PRECONDITION");
-    flags.Int("executor_threads", &executor_threads,
+    flags.Int("executor_threads", &service_flags.executor_threads,
               "threads running database work of RPCs; 0 = --db_pool_size");
-    flags.Int("executor_queue", &executor_queue,
+    flags.Int("executor_queue", &service_flags.executor_queue,
               "RPCs that may wait for a thread before RESOURCE_EXHAUSTED");
   };
-  spec.validate = []() -> absl::Status {
-    if (executor_threads < 0 || executor_threads > 256) {
+  spec.validate = [&]() -> absl::Status {
+    if (service_flags.executor_threads < 0 || service_flags.executor_threads > 256) {
       return absl::InvalidArgumentError("--executor_threads: must be in 0..256");
     }
-    if (executor_queue < 1) return absl::InvalidArgumentError("--executor_queue: must be >= 1");
+    if (service_flags.executor_queue < 1)
+      return absl::InvalidArgumentError("--executor_queue: must be >= 1");
     return absl::OkStatus();
   };
   // Owned here so they outlive the server (destroyed in reverse order after it drained).
@@ -48,12 +53,14 @@ int main(int argc, char** argv) {
   std::unique_ptr<flywheel::BoundedExecutor> executor;
   spec.wire = [&](flywheel::ServiceEnv& env) -> absl::StatusOr<flywheel::ServiceParts> {
     repository = std::make_unique<PgEvalSetRepository>(&env.pool, &env.logger);
-    if (!capture_address.empty()) {
-      pairs = std::make_unique<GrpcPreferencePairSource>(capture_address);
+    if (!service_flags.capture_address.empty()) {
+      pairs = std::make_unique<GrpcPreferencePairSource>(service_flags.capture_address);
     }
     logic = std::make_unique<EvalSetLogic>(repository.get(), pairs.get());
-    executor = std::make_unique<flywheel::BoundedExecutor>(
-        executor_threads > 0 ? executor_threads : env.options.db_pool_size, executor_queue);
+    executor = std::make_unique<flywheel::BoundedExecutor>(service_flags.executor_threads > 0
+                                                               ? service_flags.executor_threads
+                                                               : env.options.db_pool_size,
+                                                           service_flags.executor_queue);
     flywheel::ServiceParts parts;
     parts.services.emplace_back(std::make_unique<EvalSetServiceHandler>(
                                     &env.authenticator, logic.get(), executor.get(), &env.logger),
