@@ -29,6 +29,7 @@
 #include "absl/time/clock.h"
 #include "cli/demo/scenario.h"
 #include "common/config/flags.h"
+#include "common/proto/proto_time.h"
 #include "flywheel/annotation/v1/annotation.grpc.pb.h"
 #include "flywheel/capture/v1/capture.grpc.pb.h"
 #include "flywheel/clustering/v1/clustering.grpc.pb.h"
@@ -52,18 +53,6 @@ struct Options {
   absl::Duration probe_interval = absl::Milliseconds(500);
   absl::Duration give_up = absl::Seconds(30);
 };
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp out;
-  const int64_t micros = absl::ToUnixMicros(t);
-  out.set_seconds(micros / 1000000);
-  out.set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
-  return out;
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
 
 double Percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
@@ -232,7 +221,7 @@ class LoopBench {
         " improves outcomes by ", 20 + n % 50,
         "% (doi:10.4411/jx.123). A follow-up study by Moreau and colleagues confirmed these "
         "results in a trial of 1200 participants."));
-    *trace->mutable_start_time() = ToProto(absl::Now() - absl::Seconds(2));
+    *trace->mutable_start_time() = ToProtoTime(absl::Now() - absl::Seconds(2));
     cv1::CreateTraceResponse trace_response;
     {
       grpc::ClientContext context;
@@ -248,7 +237,7 @@ class LoopBench {
     signal->set_user_id(trace->user_id());
     signal->mutable_explicit_feedback()->set_thumb(cv1::THUMB_DOWN);
     signal->mutable_explicit_feedback()->set_comment("this paper does not exist");
-    *signal->mutable_occur_time() = ToProto(absl::Now());
+    *signal->mutable_occur_time() = ToProtoTime(absl::Now());
     cv1::CreateSignalResponse signal_response;
     grpc::ClientContext context;
     Prepare(context);
@@ -310,7 +299,7 @@ class LoopBench {
           std::lock_guard<std::mutex> lock(mu);
           if (status.ok()) {
             freshness_.push_back(
-                absl::ToDoubleSeconds(FromProto(response.item().enqueue_time()) - acked));
+                absl::ToDoubleSeconds(FromProtoTime(response.item().enqueue_time()) - acked));
             outstanding.erase(trace_id);
           } else if (absl::Now() - acked > options_.give_up) {
             ++missing_;

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "cli/demo/scenario.h"
 #include "common/log/logger.h"
+#include "common/proto/proto_time.h"
 #include "flywheel/annotation/v1/annotation.grpc.pb.h"
 #include "flywheel/capture/v1/capture.grpc.pb.h"
 #include "flywheel/clustering/v1/clustering.grpc.pb.h"
@@ -47,14 +48,6 @@ struct Detection {
     if (!detected && failure) ++false_negative;
   }
 };
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp out;
-  const int64_t micros = absl::ToUnixMicros(t);
-  out.set_seconds(micros / 1000000);
-  out.set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
-  return out;
-}
 
 class Demo {
  public:
@@ -187,8 +180,8 @@ class Demo {
       request.set_page_token(token);
       request.mutable_read_mask()->add_paths("trace_id");
       request.mutable_read_mask()->add_paths("label");
-      *request.mutable_time_range()->mutable_start_time() = ToProto(window_start_);
-      *request.mutable_time_range()->mutable_end_time() = ToProto(window_end_);
+      *request.mutable_time_range()->mutable_start_time() = ToProtoTime(window_start_);
+      *request.mutable_time_range()->mutable_end_time() = ToProtoTime(window_end_);
       cv1::ListTracesResponse response;
       grpc::ClientContext context;
       Prepare(context);
@@ -344,8 +337,8 @@ class Demo {
     Say("4/6 themes: re-clustering the flagged traces");
     clv1::TriggerReclusterRequest request;
     request.set_request_id(scenario_prefix_ + "-recluster");
-    *request.mutable_window()->mutable_start_time() = ToProto(window_start_);
-    *request.mutable_window()->mutable_end_time() = ToProto(window_end_);
+    *request.mutable_window()->mutable_start_time() = ToProtoTime(window_start_);
+    *request.mutable_window()->mutable_end_time() = ToProtoTime(window_end_);
     clv1::TriggerReclusterResponse response;
     {
       grpc::ClientContext context;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/proto/proto_time.h"
 
 namespace flywheel::demo {
 namespace {
@@ -25,14 +26,6 @@ bool Chance(std::mt19937_64& rng, double p) {
 
 int Uniform(std::mt19937_64& rng, int lo, int hi) {
   return std::uniform_int_distribution<int>(lo, hi)(rng);
-}
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp out;
-  const int64_t micros = absl::ToUnixMicros(t);
-  out.set_seconds(micros / 1000000);
-  out.set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
-  return out;
 }
 
 // ---- Feature areas: what users ask, and what good, mediocre and failing answers look like ----
@@ -405,8 +398,8 @@ class Builder {
     trace->mutable_latency()->set_nanos((latency_ms % 1000) * 1000000);
     trace->set_input_tokens(static_cast<int64_t>(input.size() / 4 + 20));
     trace->set_output_tokens(static_cast<int64_t>(output.size() / 4));
-    *trace->mutable_start_time() = ToProto(t);
-    *trace->mutable_end_time() = ToProto(t + absl::Milliseconds(latency_ms));
+    *trace->mutable_start_time() = ToProtoTime(t);
+    *trace->mutable_end_time() = ToProtoTime(t + absl::Milliseconds(latency_ms));
     out_->items.push_back(std::move(item));
     TraceTruth& truth = out_->truth[trace_id];
     truth.quality = quality;
@@ -424,7 +417,7 @@ class Builder {
         absl::StrCat(options_.id_prefix, "-event-", options_.seed, "-", events_++));
     signal->set_trace_id(trace_id);
     signal->set_user_id(user_id);
-    *signal->mutable_occur_time() = ToProto(t);
+    *signal->mutable_occur_time() = ToProtoTime(t);
     return signal;
   }
 

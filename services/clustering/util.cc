@@ -91,24 +91,6 @@ absl::StatusOr<int> ResolvePageSize(int32_t requested, int max) {
   return std::min<int>(requested, max);
 }
 
-google::protobuf::Timestamp ToProtoTime(absl::Time time) {
-  google::protobuf::Timestamp t;
-  const int64_t micros = absl::ToUnixMicros(time);
-  int64_t seconds = micros / 1000000;
-  int64_t rem = micros % 1000000;
-  if (rem < 0) {
-    rem += 1000000;
-    --seconds;
-  }
-  t.set_seconds(seconds);
-  t.set_nanos(static_cast<int32_t>(rem * 1000));
-  return t;
-}
-
-absl::Time FromProtoTime(const google::protobuf::Timestamp& time) {
-  return absl::FromUnixSeconds(time.seconds()) + absl::Nanoseconds(time.nanos());
-}
-
 google::protobuf::Duration ToProtoDuration(absl::Duration d) {
   google::protobuf::Duration out;
   const int64_t nanos = absl::ToInt64Nanoseconds(d);

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/proto/proto_time.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 
@@ -35,8 +36,8 @@ absl::StatusOr<std::vector<std::string>> DecodePageToken(absl::string_view token
 // Default 50, clamped to max; negative is INVALID_ARGUMENT.
 absl::StatusOr<int> ResolvePageSize(int32_t requested, int max);
 
-google::protobuf::Timestamp ToProtoTime(absl::Time time);
-absl::Time FromProtoTime(const google::protobuf::Timestamp& time);
+using ::flywheel::FromProtoTime;
+using ::flywheel::ToProtoTime;
 google::protobuf::Duration ToProtoDuration(absl::Duration d);
 absl::Duration FromProtoDuration(const google::protobuf::Duration& d);
 

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/proto/proto_time.h"
 #include "flywheel/common/v1/common.pb.h"
 #include "flywheel/evalset/v1/evalset.pb.h"
 #include "google/protobuf/struct.pb.h"
@@ -17,8 +18,8 @@
 
 namespace flywheel::evalset {
 
-google::protobuf::Timestamp ToProtoTime(absl::Time time);
-absl::Time FromProtoTime(const google::protobuf::Timestamp& time);
+using ::flywheel::FromProtoTime;
+using ::flywheel::ToProtoTime;
 
 std::string DeterministicBytes(const google::protobuf::Message& message);
 std::optional<google::protobuf::Struct> ParseStruct(const std::optional<std::string>& bytes);
