@@ -18,5 +18,6 @@ int Ingest(int argc, char** argv);
 int Themes(int argc, char** argv);
 int Review(int argc, char** argv);
 int Evals(int argc, char** argv);
+int Rules(int argc, char** argv);
 
 }  // namespace flywheel::cli

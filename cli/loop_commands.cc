@@ -1,6 +1,7 @@
 // `flywheel themes`, `flywheel review` and `flywheel evals`: the loop from a terminal.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -15,6 +16,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "flywheel/annotation/v1/annotation.grpc.pb.h"
+#include "flywheel/capture/v1/capture.grpc.pb.h"
 #include "flywheel/clustering/v1/clustering.grpc.pb.h"
 #include "flywheel/evalset/v1/evalset.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -456,6 +458,103 @@ int Evals(int argc, char** argv) {
                 delta.delta_points());
   }
   std::printf("\n%s\n", response.release_notes().c_str());
+  return 0;
+}
+
+}  // namespace flywheel::cli
+
+namespace flywheel::cli {
+
+int Rules(int argc, char** argv) {
+  namespace cv1 = ::flywheel::capture::v1;
+  const std::string name = "flywheel rules";
+  std::string action = argc >= 2 && argv[1][0] != '-' ? argv[1] : "";
+  std::string address = "127.0.0.1:50051";
+  std::string key_file;
+  std::string file;
+  int64_t version = 0;
+  bool relabel = false;
+  int relabel_days = 90;
+  FlagSet flags(name,
+                "flywheel rules get [--version N] | set --file rules.json [--relabel].\n  get: "
+                "prints the project's label rule set (flywheel.capture.v1.LabelRuleSet as JSON; "
+                "latest version unless --version).\n  set: replaces the whole rule set with the "
+                "file's content as a new version (based on the current one: a concurrent change "
+                "answers ABORTED), and with --relabel re-runs it over history in the background. "
+                "Needs a key with the admin scope.");
+  flags.String("address", &address, "capture service host:port");
+  flags.String("key_file", &key_file, "file with a key with the admin scope (required)");
+  flags.String("file", &file, "set: the rule set as JSON (e.g. edited output of get)");
+  flags.Int64("version", &version, "get: a specific version (0: latest)");
+  flags.Bool("relabel", &relabel, "set: relabel history with the new version");
+  flags.Int("relabel_days", &relabel_days, "set --relabel: how many days of history, 1..365");
+  const int skip = action.empty() ? 0 : 1;
+  if (auto exit = ParseOrExit(flags, argc - skip, argv + skip)) return *exit;
+  if (action != "get" && action != "set") {
+    std::fprintf(stderr, "%s: first argument must be get or set (see --help)\n", name.c_str());
+    return 2;
+  }
+  if (auto exit = Require(name, "key_file", key_file)) return *exit;
+  absl::StatusOr<std::string> key = ReadKeyFile("key_file", key_file);
+  if (!key.ok()) return Fail(name, key.status());
+  const Caller caller{*key};
+  auto stub = cv1::CaptureService::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  cv1::GetLabelRuleSetRequest get;
+  get.set_version(action == "get" ? version : 0);
+  cv1::GetLabelRuleSetResponse current;
+  {
+    grpc::ClientContext context;
+    caller.Prepare(context);
+    grpc::Status status = stub->GetLabelRuleSet(&context, get, &current);
+    if (!status.ok()) return RpcFail(name, "GetLabelRuleSet", status);
+  }
+  google::protobuf::util::JsonPrintOptions print;
+  print.add_whitespace = true;
+  if (action == "get") {
+    std::string json;
+    (void)google::protobuf::util::MessageToJsonString(current.rule_set(), &json, print);
+    std::printf("%s", json.c_str());
+    return 0;
+  }
+  if (auto exit = Require(name, "file", file)) return *exit;
+  std::ifstream in(file);
+  if (!in) return Fail(name, absl::InvalidArgumentError("--file: cannot read " + file));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  cv1::UpdateLabelRuleSetRequest update;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(text, update.mutable_rule_set());
+  if (!parsed.ok()) {
+    return Fail(name, absl::InvalidArgumentError("--file: not a LabelRuleSet: " +
+                                                 std::string(parsed.message())));
+  }
+  update.mutable_update_mask()->add_paths("*");
+  update.set_base_version(current.rule_set().version());
+  cv1::UpdateLabelRuleSetResponse updated;
+  {
+    grpc::ClientContext context;
+    caller.Prepare(context);
+    grpc::Status status = stub->UpdateLabelRuleSet(&context, update, &updated);
+    if (!status.ok()) return RpcFail(name, "UpdateLabelRuleSet", status);
+  }
+  std::printf("rule set version %lld (based on %lld)\n",
+              static_cast<long long>(updated.rule_set().version()),
+              static_cast<long long>(current.rule_set().version()));
+  if (!relabel) return 0;
+  cv1::RelabelRequest request;
+  request.set_request_id(absl::StrCat("cli-relabel-", updated.rule_set().version()));
+  request.set_rule_set_version(updated.rule_set().version());
+  *request.mutable_time_range()->mutable_start_time() =
+      google::protobuf::util::TimeUtil::SecondsToTimestamp(
+          absl::ToUnixSeconds(absl::Now() - absl::Hours(24) * std::clamp(relabel_days, 1, 365)));
+  *request.mutable_time_range()->mutable_end_time() =
+      google::protobuf::util::TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(absl::Now()));
+  cv1::RelabelResponse response;
+  grpc::ClientContext context;
+  caller.Prepare(context);
+  grpc::Status status = stub->Relabel(&context, request, &response);
+  if (!status.ok()) return RpcFail(name, "Relabel", status);
+  std::printf("relabel job %s started over the last %d days (progress: GetRelabelJob)\n",
+              response.job().job_id().c_str(), std::clamp(relabel_days, 1, 365));
   return 0;
 }
 

@@ -21,6 +21,7 @@ Commands:
   themes                       list failure themes with size, users, share and trend
   review                       review a queue interactively (claim, label, submit, skip)
   evals list|export|compare    eval sets, their cases as JSONL, and run comparisons
+  rules get|set                a project's label rules (versioned; set can relabel history)
   demo                         run the whole loop on a simulated product and print what happened
 
 Every command takes --help. Flags can also be set as FLYWHEEL_<FLAG NAME> environment variables,
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   if (command == "ingest") return flywheel::cli::Ingest(argc - 1, argv + 1);
   if (command == "themes") return flywheel::cli::Themes(argc - 1, argv + 1);
   if (command == "review") return flywheel::cli::Review(argc - 1, argv + 1);
+  if (command == "rules") return flywheel::cli::Rules(argc - 1, argv + 1);
   if (command == "evals") return flywheel::cli::Evals(argc - 1, argv + 1);
   if (command == "demo") return flywheel::cli::Demo(argc - 1, argv + 1);
   if (command == "admin" && argc >= 3) {
