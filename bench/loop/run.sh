@@ -61,7 +61,7 @@ start() {  # name, extra flags...
   local name=$1
   shift
   FLYWHEEL_DATABASE_URL="$url" "$bin/flywheel-$name" --listen 127.0.0.1:0 \
-    --port_file "$work/$name.ports" --service_key_file "$work/service.key" --log_level warning \
+    --port_file "$work/$name.ports" --service_key_file "$work/service.key" --log_level "${LOG_LEVEL:-warning}" \
     "$@" </dev/null >>"$work/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 300); do

@@ -14,6 +14,7 @@ struct CaptureFlags {
   bool labeler = true;
   absl::Duration retention = absl::Hours(24 * 90);
   int user_signals_per_minute = 60;
+  int labeler_nice = 10;
 };
 
 }  // namespace
@@ -31,12 +32,18 @@ int main(int argc, char** argv) {
     set.Bool("labeler", &flags.labeler,
              "run the background labeler and idle-session sweeper in this process");
     set.Duration("retention", &flags.retention, "oldest timestamp accepted on ingestion");
+    set.Int("labeler_nice", &flags.labeler_nice,
+            "nice increment of the labeler thread, 0..19: labeling yields the CPU to request "
+            "handling when both compete; 0 keeps the process's priority");
     set.Int("user_signals_per_minute", &flags.user_signals_per_minute,
             "explicit feedback and public-key signals per user and minute, per replica (0: off)");
   };
   spec.validate = [&flags]() -> absl::Status {
     if (flags.worker_threads < 1 || flags.worker_threads > 256) {
       return absl::InvalidArgumentError("--worker_threads: 1..256");
+    }
+    if (flags.labeler_nice < 0 || flags.labeler_nice > 19) {
+      return absl::InvalidArgumentError("--labeler_nice: 0..19");
     }
     if (flags.retention < absl::Hours(24)) {
       return absl::InvalidArgumentError("--retention: at least 24h");
@@ -49,7 +56,10 @@ int main(int argc, char** argv) {
     auto logic = std::make_shared<capture::CaptureLogic>(
         repository.get(),
         capture::CaptureOptions{absl::Seconds(30), flags.retention, flags.user_signals_per_minute});
-    auto labeler = std::make_shared<capture::Labeler>(repository.get(), &env.logger);
+    capture::LabelerOptions labeler_options;
+    labeler_options.nice = flags.labeler_nice;
+    auto labeler =
+        std::make_shared<capture::Labeler>(repository.get(), &env.logger, labeler_options);
     capture::CaptureHandlerOptions handler_options;
     handler_options.worker_threads = flags.worker_threads;
     ServiceParts parts;
