@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/time/clock.h"
 
 namespace flywheel::cli {
 
@@ -39,6 +40,11 @@ absl::StatusOr<std::string> ReadKeyFile(const std::string& flag, const std::stri
     return absl::InvalidArgumentError("--" + flag + ": cannot read an API key from " + path);
   }
   return std::string(absl::StripAsciiWhitespace(line));
+}
+
+void PrepareCall(grpc::ClientContext& context, const std::string& key, absl::Duration timeout) {
+  context.AddMetadata("authorization", "Bearer " + key);
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
 }  // namespace flywheel::cli

@@ -100,8 +100,7 @@ int Ingest(int argc, char** argv) {
     grpc::Status status;
     for (int attempt = 0; attempt < 6; ++attempt) {
       grpc::ClientContext context;
-      context.AddMetadata("authorization", "Bearer " + *key);
-      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+      PrepareCall(context, *key, absl::Seconds(60));
       status = stub->Ingest(&context, request, &response);
       if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
       absl::SleepFor(absl::Milliseconds(250) * (1 << attempt));

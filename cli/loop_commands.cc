@@ -33,8 +33,7 @@ namespace ev1 = ::flywheel::evalset::v1;
 struct Caller {
   std::string key;
   void Prepare(grpc::ClientContext& context, absl::Duration timeout = absl::Seconds(30)) const {
-    context.AddMetadata("authorization", "Bearer " + key);
-    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    PrepareCall(context, key, timeout);
   }
 };
 

@@ -22,7 +22,6 @@
 #include <map>
 #include <mutex>
 #include <pqxx/pqxx>
-#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "cli/cli_util.h"
 #include "cli/demo/scenario.h"
 #include "common/log/logger.h"
 #include "common/proto/proto_time.h"
@@ -123,8 +124,7 @@ class Demo {
   }
 
   void Prepare(grpc::ClientContext& context, absl::Duration timeout = absl::Seconds(30)) {
-    context.AddMetadata("authorization", "Bearer " + options_.api_key);
-    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    cli::PrepareCall(context, options_.api_key, timeout);
   }
 
   bool Ingest() {
@@ -727,7 +727,6 @@ class Demo {
   absl::Time window_start_;
   absl::Time window_end_;
   std::string scenario_prefix_;
-  std::map<std::string, std::string> theme_of_trace_;
   int themes_found_ = 0;
   int hidden_themes_recovered_ = 0;
   double theme_purity_ = 0;

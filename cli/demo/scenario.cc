@@ -323,7 +323,7 @@ class Builder {
         // Bad: retry, rephrase, give up, or move on.
         const double action = std::uniform_real_distribution<double>(0, 1)(rng_);
         if (attempt < 3 && action < 0.35) {
-          const std::string next_id = NextTraceId();
+          const std::string next_id = PeekTraceId();
           AddRegenerate(trace_id, user_id, attempt + 1, next_id, seen);
           truth.any_implicit = true;
         } else if (attempt < 3 && action < 0.65) {
@@ -370,7 +370,6 @@ class Builder {
   std::string PeekTraceId() const {
     return absl::StrCat(options_.id_prefix, "-trace-", options_.seed, "-", traces_);
   }
-  std::string NextTraceId() const { return PeekTraceId(); }
 
   std::string AddTrace(const std::string& user_id, UserKind kind, const std::string& session_id,
                        Area area, const Request& request, const std::string& input, Quality quality,
